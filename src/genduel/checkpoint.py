@@ -1,0 +1,47 @@
+"""Checkpoints that rebuild and resume a model from the file alone.
+
+A checkpoint is a dict of plain tensors and Python scalars (loadable with
+``torch.load(weights_only=True)``)::
+
+    {"kind": "vae" | "gan" | "judge",
+     "model_config": {...},          # everything the model's constructor needs
+     "state_dicts": {"vae": ...} or {"generator": ..., "discriminator": ...},
+     "optimizers": {"vae": ...},     # optimizer state dicts, same keys
+     "step": int, "epoch": int,
+     "rng": genduel.runtime.rng_state(),
+     "extra": {...}}                 # e.g. the judge's test accuracy
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genduel.errors import DataError
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint on the CPU, refusing pickled code and the wrong kind of model."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} not found; run the stage that produces it (dvc repro)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise DataError(f"{path} is not a readable checkpoint ({exc.__class__.__name__}); "
+                        "delete it and re-run its stage") from exc
+    if kind is not None and ckpt.get("kind") != kind:
+        raise DataError(f"{path} holds a '{ckpt.get('kind')}' checkpoint, expected '{kind}'")
+    return ckpt

@@ -1,0 +1,266 @@
+"""Typed, validated parameters: one frozen dataclass per ``params.yaml`` section.
+
+Every section is validated once, at a stage's entry, by :func:`load_section`. Unknown keys, wrong
+types and out-of-range values raise :class:`ConfigError` with one line naming the key, the value and
+what is allowed. Library code receives these objects, never a dict.
+
+Each field may carry ``metadata`` with ``choices`` (allowed values), ``min``/``max`` (inclusive
+bounds) or ``gt`` (strict lower bound); :func:`validate` enforces them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from genduel.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _f(default: Any, *, choices: tuple | None = None, min: float | None = None,
+       max: float | None = None, gt: float | None = None, help: str = "") -> Any:
+    """A dataclass field with validation metadata (lists are copied per instance)."""
+    meta = {"choices": choices, "min": min, "max": max, "gt": gt, "help": help}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how tensors are computed; shared by every stage that runs a network."""
+
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"))
+    amp: bool = _f(False, help="bf16 autocast on CUDA; ignored on the CPU")
+    num_threads: int = _f(0, min=0, help="torch intra-op threads; 0 = torch's default")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The prepare stage: which dataset, how it is split and (optionally) shrunk."""
+
+    dataset: str = _f("fashion_mnist", choices=("fashion_mnist", "mnist", "cifar10"))
+    val_size: int = _f(5000, min=1)
+    train_limit: int = _f(0, min=0, help="keep only this many training images; 0 = all")
+    seed: int = _f(0, min=0)
+    verify_checksums: bool = _f(True, help="compare source files with the published checksums")
+    allow_download: bool = _f(True, help="download through torchvision when no local copy exists")
+    grid_images: int = _f(64, min=1, max=1024)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The judge classifier whose features and class probabilities feed FID, IS and friends."""
+
+    epochs: int = _f(3, min=1)
+    batch_size: int = _f(128, min=1)
+    lr: float = _f(2e-3, gt=0.0)
+    weight_decay: float = _f(1e-4, min=0.0)
+    width: int = _f(32, min=4, help="channels of the first conv block; doubled per block")
+    feature_dim: int = _f(256, min=16, max=2048, help="penultimate-layer width (FID features)")
+    dropout: float = _f(0.25, min=0.0, max=0.9)
+    seed: int = _f(1, min=0)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Convolutional VAE with a discretized-logistic decoder on 8-bit pixels."""
+
+    latent_dim: int = _f(16, min=1)
+    width: int = _f(32, min=4, help="channels of the first conv block; doubled per block")
+    epochs: int = _f(6, min=1)
+    batch_size: int = _f(128, min=1)
+    lr: float = _f(1e-3, gt=0.0)
+    beta: float = _f(1.0, min=0.0, help="KL weight; 1 is the ELBO")
+    mc_samples: int = _f(1, min=1, help="L Monte Carlo samples of z per input")
+    log_every: int = _f(10, min=1, help="steps between logged training metrics")
+    grid_images: int = _f(64, min=1, max=1024)
+    seed: int = _f(2, min=0)
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """DCGAN-style generator and discriminator trained with Algorithm 1 of Goodfellow et al."""
+
+    latent_dim: int = _f(64, min=1)
+    width: int = _f(32, min=4, help="channels of the first conv block; doubled per block")
+    epochs: int = _f(4, min=1)
+    batch_size: int = _f(128, min=1)
+    loss: str = _f("non_saturating", choices=("minimax", "non_saturating"))
+    d_steps: int = _f(1, min=1, help="k discriminator steps per generator step")
+    lr_g: float = _f(2e-4, gt=0.0)
+    lr_d: float = _f(2e-4, gt=0.0)
+    beta1: float = _f(0.5, min=0.0, max=0.999)
+    beta2: float = _f(0.999, min=0.0, max=0.9999)
+    log_every: int = _f(10, min=1, help="steps between logged training metrics")
+    grid_images: int = _f(64, min=1, max=1024)
+    seed: int = _f(3, min=0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluate stage: sample counts, seeds and likelihood bounds."""
+
+    num_samples: int = _f(10000, min=2, help="samples drawn from each model")
+    batch_size: int = _f(500, min=1)
+    seed: int = _f(4, min=0)
+    is_splits: int = _f(10, min=1)
+    iwae_k: list = _f([1, 10, 100], help="importance samples per IWAE bound")
+    likelihood_images: int = _f(2000, min=0, help="test images for IWAE bounds; 0 = all")
+    inception_weights: str = _f("", help="path to Inception-v3 weights; empty = judge only")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The report stage."""
+
+    grid_images: int = _f(64, min=1, max=1024)
+    title: str = _f("GenDuel: VAE vs GAN")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where MLflow runs go. Not a dependency of any stage: it does not change results."""
+
+    uri: str = _f("", help="'' = embedded sqlite store at the repo root (or $MLFLOW_TRACKING_URI)")
+    experiment: str = _f("genduel")
+    timeout_s: float = _f(10.0, gt=0.0, help="seconds before an unreachable server is an error")
+    log_models: bool = _f(True)
+
+
+#: params.yaml section name -> dataclass. The single source the stages and tests agree on.
+SECTIONS: dict[str, type] = {
+    "runtime": RuntimeConfig,
+    "data": DataConfig,
+    "judge": JudgeConfig,
+    "vae": VAEConfig,
+    "gan": GANConfig,
+    "eval": EvalConfig,
+    "report": ReportConfig,
+    "tracking": TrackingConfig,
+}
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is list or origin is list:
+        return isinstance(value, list)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def validate(section: str, cls: type[T], values: Mapping[str, Any] | None) -> T:
+    """Build ``cls`` from a mapping, refusing unknown keys, wrong types and out-of-range values.
+
+    Raises:
+        ConfigError: one line, e.g. ``params.yaml: vae.latnt_dim is not a known key (did you
+            mean vae.latent_dim?); allowed: ...``.
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"params.yaml: section '{section}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {section}.{close[0]}?)" if close else ""
+            raise ConfigError(
+                f"params.yaml: {section}.{key} is not a known key{hint}; "
+                f"allowed keys: {', '.join(fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in values:
+            continue
+        value, tp, meta = values[name], hints[name], f.metadata
+        where = f"params.yaml: {section}.{name} = {value!r}"
+        if not _type_ok(value, tp):
+            raise ConfigError(f"{where} has the wrong type; expected {_type_name(tp)}")
+        if tp is float:
+            value = float(value)
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"{where} is not allowed; choose one of {list(meta['choices'])}")
+        lo, hi, gt = meta.get("min"), meta.get("max"), meta.get("gt")
+        if lo is not None and value < lo:
+            raise ConfigError(f"{where} is below the minimum {lo}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{where} is above the maximum {hi}")
+        if gt is not None and value <= gt:
+            raise ConfigError(f"{where} must be greater than {gt}")
+        kwargs[name] = value
+    cfg = cls(**kwargs)
+    _check_cross_field(section, cfg)
+    return cfg
+
+
+def _check_cross_field(section: str, cfg: Any) -> None:
+    """Constraints that involve more than one field or a list's items."""
+    if isinstance(cfg, EvalConfig):
+        ks = cfg.iwae_k
+        if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
+            raise ConfigError(
+                f"params.yaml: eval.iwae_k = {ks!r} must be a non-empty list of integers >= 1"
+            )
+
+
+def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read ``params.yaml`` and refuse unknown sections. Raises :class:`ConfigError`."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} not found; run from the repository root (where dvc.yaml is)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}; fix the syntax") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    for section in raw:
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(str(section), SECTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{path}: unknown section '{section}'{hint}; allowed: {', '.join(SECTIONS)}"
+            )
+    return raw
+
+
+def load_section(name: str, path: str | Path = "params.yaml") -> Any:
+    """Read ``params.yaml`` (whole file checked) and return section ``name`` as its dataclass."""
+    raw = read_params(path)
+    return validate(name, SECTIONS[name], raw.get(name))
+
+
+def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Every section, validated; sections absent from the file get their defaults."""
+    raw = read_params(path)
+    return {name: validate(name, cls, raw.get(name)) for name, cls in SECTIONS.items()}
+
+
+def flatten(section: str, cfg: Any) -> dict[str, Any]:
+    """``{'vae.beta': 1.0, ...}``: the names used for MLflow params and in reports."""
+    return {f"{section}.{k}": v for k, v in dataclasses.asdict(cfg).items()}

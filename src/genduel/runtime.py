@@ -1,0 +1,93 @@
+"""Device selection, seeding and RNG state capture (no global state is read elsewhere)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from genduel.config import RuntimeConfig
+from genduel.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(cfg: RuntimeConfig) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "params.yaml: runtime.device = 'cuda' but no CUDA device is visible; "
+            "use 'auto' or 'cpu'"
+        )
+    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``enabled``; a no-op on the CPU (fp32 there)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """An explicit generator, so sampling never depends on how much global RNG was consumed."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state needed to resume a run bit-for-bit on the same device."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    # Plain tensors and ints only, so checkpoints load with torch.load(weights_only=True).
+    state = {
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_version": version,
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_gauss": [int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), None))
+    has_gauss, cached = state["numpy_gauss"]
+    keys = state["numpy"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], int(has_gauss), cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
+    """Put modules in eval mode under ``torch.no_grad`` and restore their previous mode."""
+    was = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, w in zip(modules, was):
+            m.train(w)

@@ -1,0 +1,76 @@
+"""Experiment tracking behind a small interface, so the library never imports MLflow itself.
+
+Training and evaluation code receives a :class:`Tracker`; stages pass an MLflow-backed one
+(:mod:`genduel.mlflow_tracking`), tests pass :class:`RecordingTracker`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import torch
+
+
+class Tracker(Protocol):
+    """What training and evaluation may record. Every method must be cheap to call often."""
+
+    run_id: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def log_model(self, model: torch.nn.Module, name: str) -> None: ...
+
+
+class NullTracker:
+    """Records nothing."""
+
+    run_id = ""
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_model(self, model: torch.nn.Module, name: str) -> None:
+        pass
+
+
+class RecordingTracker:
+    """Keeps everything in memory; for tests.
+
+    Attributes:
+        params: merged params.
+        metrics: ``{key: [(step, value), ...]}`` in logging order.
+        artifacts: ``[(path, artifact_path)]``.
+        models: ``{name: model}``.
+    """
+
+    run_id = "recording"
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.metrics: dict[str, list[tuple[int | None, float]]] = {}
+        self.artifacts: list[tuple[Path, str | None]] = []
+        self.models: dict[str, torch.nn.Module] = {}
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for k, v in metrics.items():
+            self.metrics.setdefault(k, []).append((step, float(v)))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.artifacts.append((Path(path), artifact_path))
+
+    def log_model(self, model: torch.nn.Module, name: str) -> None:
+        self.models[name] = model
