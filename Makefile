@@ -23,9 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 repro: setup
-	$(BIN)/python -m genduel.doctor
-	$(BIN)/dvc repro
-	$(BIN)/python -m genduel.timings
+	@start=$$(date +%s); $(BIN)/dvc repro && $(BIN)/python -m genduel.timings --since $$start
 
 test: setup
 	$(BIN)/python -m pytest

@@ -107,10 +107,14 @@ class GANConfig:
 class EvalConfig:
     """The evaluate stage: sample counts, seeds and likelihood bounds."""
 
-    num_samples: int = _f(10000, min=2, help="samples drawn from each model")
+    num_samples: int = _f(10000, min=2, help="samples drawn from each model per draw")
+    draws: int = _f(3, min=1, help="independent sample draws; metrics are mean +- std over them")
     batch_size: int = _f(500, min=1)
     seed: int = _f(4, min=0)
     is_splits: int = _f(10, min=1)
+    kid_subsets: int = _f(100, min=1)
+    kid_subset_size: int = _f(1000, min=2)
+    pr_k: int = _f(3, min=1, help="neighbourhood size of the k-NN precision/recall manifolds")
     iwae_k: list = _f([1, 10, 100], help="importance samples per IWAE bound")
     likelihood_images: int = _f(2000, min=0, help="test images for IWAE bounds; 0 = all")
     inception_weights: str = _f("", help="path to Inception-v3 weights; empty = judge only")
@@ -120,7 +124,6 @@ class EvalConfig:
 class ReportConfig:
     """The report stage."""
 
-    grid_images: int = _f(64, min=1, max=1024)
     title: str = _f("GenDuel: VAE vs GAN")
 
 

@@ -1,0 +1,70 @@
+"""params.yaml validation: every bad value fails with one line naming key, value and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from genduel.config import (SECTIONS, EvalConfig, GANConfig, VAEConfig, flatten, load_section,
+                            validate)
+from genduel.errors import ConfigError
+
+
+def test_defaults_validate_for_every_section():
+    for name, cls in SECTIONS.items():
+        assert validate(name, cls, {}) == cls()
+
+
+def test_unknown_key_names_the_key_and_suggests_the_right_one():
+    with pytest.raises(ConfigError) as exc:
+        validate("vae", VAEConfig, {"latnt_dim": 8})
+    msg = str(exc.value)
+    assert "vae.latnt_dim" in msg and "did you mean vae.latent_dim" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("latent_dim", "8", "wrong type; expected int"),
+    ("latent_dim", 2.5, "wrong type; expected int"),
+    ("latent_dim", True, "wrong type; expected int"),
+    ("latent_dim", 0, "below the minimum 1"),
+    ("lr", 0.0, "greater than 0.0"),
+    ("beta", -1.0, "below the minimum 0.0"),
+])
+def test_bad_values_are_refused_with_key_value_and_rule(key, value, fragment):
+    with pytest.raises(ConfigError) as exc:
+        validate("vae", VAEConfig, {key: value})
+    assert f"vae.{key} = {value!r}" in str(exc.value)
+    assert fragment in str(exc.value)
+
+
+def test_choices_are_listed():
+    with pytest.raises(ConfigError, match=r"gan.loss = 'wgan' is not allowed; choose one of"):
+        validate("gan", GANConfig, {"loss": "wgan"})
+
+
+def test_ints_are_accepted_for_floats_and_converted():
+    cfg = validate("vae", VAEConfig, {"lr": 1})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+
+
+def test_iwae_k_must_be_positive_integers():
+    with pytest.raises(ConfigError, match="eval.iwae_k"):
+        validate("eval", EvalConfig, {"iwae_k": [1, 0]})
+    assert validate("eval", EvalConfig, {"iwae_k": [5]}).iwae_k == [5]
+
+
+def test_unknown_section_and_bad_yaml(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("vea:\n  beta: 1\n")
+    with pytest.raises(ConfigError, match="unknown section 'vea' \\(did you mean 'vae'\\?\\)"):
+        load_section("vae", p)
+    p.write_text("vae: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML at line"):
+        load_section("vae", p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_section("vae", tmp_path / "missing.yaml")
+
+
+def test_flatten_names_match_params_yaml_keys():
+    flat = flatten("vae", VAEConfig())
+    assert flat["vae.beta"] == 1.0 and all(k.startswith("vae.") for k in flat)
