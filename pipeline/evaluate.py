@@ -1,0 +1,63 @@
+"""evaluate stage: IS, FID, KID, precision/recall, coverage and likelihood bounds for both models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--judge", type=Path, default=Path("models/judge.pt"))
+    parser.add_argument("--vae", type=Path, default=Path("models/vae.pt"))
+    parser.add_argument("--gan", type=Path, default=Path("models/gan.pt"))
+    parser.add_argument("--vae-metrics", type=Path, default=Path("metrics/train_vae.json"))
+    parser.add_argument("--gan-metrics", type=Path, default=Path("metrics/train_gan.json"))
+    parser.add_argument("--out", type=Path, default=Path("eval"))
+    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        from genduel import cli, config, data, evaluate, runtime
+        from genduel.checkpoint import load_checkpoint
+        from genduel.mlflow_tracking import log_to_run, stage_run
+        from genduel.models import from_checkpoint
+        from genduel.stages import stage_params
+
+        params = config.load_all()
+        cfg = params["eval"]
+        runtime.seed_everything(cfg.seed)
+        device = runtime.resolve_device(params["runtime"])
+        judge_ckpt = load_checkpoint(args.judge, "judge")
+        gan_ckpt = load_checkpoint(args.gan, "gan")
+        inputs = evaluate.EvalInputs(
+            judge=from_checkpoint(judge_ckpt, "judge"),
+            vae=from_checkpoint(load_checkpoint(args.vae, "vae"), "vae"),
+            generator=from_checkpoint(gan_ckpt, "generator"),
+            train=data.load_split(args.data, "train"), test=data.load_split(args.data, "test"),
+            judge_sha256=evaluate.sha256_file(args.judge),
+            judge_accuracy=float(judge_ckpt["extra"]["test_accuracy"]))
+        with stage_run("evaluate", params["tracking"],
+                       stage_params(params, "runtime", "eval")) as tracker:
+            results = evaluate.evaluate_all(cfg, inputs, device, args.out)
+            for name, values in results.items():
+                cli.write_json(args.metrics_dir / f"eval_{name}.json",
+                               {**values, "mlflow_run_id": tracker.run_id})
+                tracker.log_metrics({f"{name}/{k}": v for k, v in values.items()
+                                     if isinstance(v, (int, float))})
+            tracker.log_artifact(args.out / "samples_vae.png", "grids")
+            tracker.log_artifact(args.out / "samples_gan.png", "grids")
+        for name, path in (("vae", args.vae_metrics), ("gan", args.gan_metrics)):
+            run_id = json.loads(path.read_text()).get("mlflow_run_id", "")
+            log_to_run(params["tracking"], run_id, results[name])
+
+    from genduel.cli import run_stage
+
+    return run_stage("evaluate", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""report stage: one Markdown + HTML document comparing the VAE and the GAN."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    parser.add_argument("--eval", type=Path, default=Path("eval"))
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        from genduel import config, report
+        from genduel.mlflow_tracking import git_commit, stage_run
+        from genduel.stages import stage_params
+
+        params = config.load_all()
+        inputs = report.load_inputs(args.metrics_dir, args.data, params["report"].title)
+        with stage_run("report", params["tracking"], stage_params(params, "report")) as tracker:
+            path = report.write_report(inputs, eval_dir=args.eval, artifacts_dir=args.artifacts,
+                                       data_dir=args.data, out_dir=args.out,
+                                       commit=git_commit(Path.cwd()))
+            tracker.log_artifact(path.parent, "report")
+
+    from genduel.cli import run_stage
+
+    return run_stage("report", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

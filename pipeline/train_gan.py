@@ -1,0 +1,39 @@
+"""train_gan stage: a DCGAN-style GAN trained with k discriminator steps per generator step."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("models/gan.pt"))
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/train_gan"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/train_gan.json"))
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        from genduel import data, stages
+        from genduel.models import from_checkpoint
+        from genduel.train_gan import train_gan
+
+        def train(ctx: stages.StageContext) -> dict[str, float]:
+            return train_gan(ctx.params["gan"], data.load_split(args.data, "train"),
+                             device=ctx.device, amp=ctx.amp, tracker=ctx.tracker,
+                             checkpoint_path=args.checkpoint, artifacts_dir=args.artifacts)
+
+
+        stages.run_training("train_gan", "gan", checkpoint=args.checkpoint, metrics=args.metrics,
+                            kind="gan", train=train,
+                            rebuild=lambda ckpt: from_checkpoint(ckpt, "generator"))
+
+    from genduel.cli import run_stage
+
+    return run_stage("train_gan", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The evaluate stage's library: draw samples, embed them with the judge, compute every metric.
+
+Protocol (written into every metrics file):
+
+* Each model draws ``eval.num_samples`` samples per draw, ``eval.draws`` independent draws, from
+  ``torch.Generator`` seeds ``eval.seed + draw``. Samples are rounded to 8-bit pixels, exactly the
+  grid the real data lives on, before anything looks at them.
+* The reference distribution is a fixed random subset of the *train* split (``num_samples``
+  images, seed ``eval.seed``); the real-data row compares the held-out *test* images with it, so it
+  shows the value a perfect model would get at this sample size.
+* Features and logits come from the judge (penultimate layer; checksum in the protocol). The exact
+  matrices are saved as ``.npz`` so anyone can recompute every number.
+* Sample metrics are reported as mean and std over draws (``<key>`` and ``<key>_std``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from genduel import metrics
+from genduel.config import EvalConfig
+from genduel.data import Split, save_grid, to_model_range, to_uint8
+from genduel.likelihood import bits_per_dim
+from genduel.runtime import eval_mode, make_generator
+
+log = logging.getLogger(__name__)
+
+SampleFn = Callable[[int, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Judge outputs for a set of images: features (N, D) and logits (N, K), float32."""
+
+    features: np.ndarray
+    logits: np.ndarray
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def embed(judge: torch.nn.Module, images: torch.Tensor, batch_size: int,
+          device: torch.device) -> FeatureSet:
+    """Judge features and logits of uint8 images (N, C, H, W), in batches, eval mode."""
+    feats, logits = [], []
+    with eval_mode(judge):
+        for start in range(0, len(images), batch_size):
+            x = to_model_range(images[start:start + batch_size]).to(device)
+            out = judge(x)
+            feats.append(out.features.float().cpu())
+            logits.append(out.logits.float().cpu())
+    return FeatureSet(torch.cat(feats).numpy(), torch.cat(logits).numpy())
+
+
+def draw_samples(sample: SampleFn, modules: tuple[torch.nn.Module, ...], n: int,
+                 batch_size: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``n`` samples as uint8 (N, C, H, W) from one seeded generator, model(s) in eval mode."""
+    gen = make_generator(seed, device)
+    out = []
+    with eval_mode(*modules):
+        for start in range(0, n, batch_size):
+            x = sample(min(batch_size, n - start), gen)  # (b, C, H, W) in [-1, 1]
+            out.append(to_uint8(x.float().cpu()))
+    return torch.cat(out)
+
+
+def subset(split: Split, n: int, seed: int) -> torch.Tensor:
+    """A seeded random subset of ``n`` images (all of them when ``n >= len(split)``)."""
+    if n >= len(split):
+        return split.images
+    perm = torch.randperm(len(split), generator=make_generator(seed))
+    return split.images[perm[:n]]
+
+
+def summarize(draws: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and (sample) std over draws: ``{key: mean, key_std: std}``, plus ``draws``."""
+    out: dict[str, float] = {"draws": len(draws)}
+    for key in draws[0]:
+        values = np.array([d[key] for d in draws], dtype=np.float64)
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def sample_metrics(cfg: EvalConfig, fake: FeatureSet, reference: FeatureSet, num_classes: int,
+                   seed: int) -> dict[str, float]:
+    """Every sample-based metric of one draw against the reference set."""
+    return metrics.compute_sample_metrics(
+        fake.features, fake.logits, reference.features, reference.logits,
+        num_classes=num_classes, is_splits=cfg.is_splits, kid_subsets=cfg.kid_subsets,
+        kid_subset_size=cfg.kid_subset_size, seed=seed, pr_k=cfg.pr_k)
+
+
+def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
+                     modules: tuple[torch.nn.Module, ...], *, judge: torch.nn.Module,
+                     reference: FeatureSet, num_classes: int, device: torch.device,
+                     out_dir: Path) -> dict[str, float]:
+    """Draw ``cfg.draws`` sample sets from one model; metrics per draw, summarized.
+
+    Writes ``<out_dir>/features_<name>.npz`` (features, logits, draw index) and
+    ``<out_dir>/samples_<name>.png`` (the first images of the first draw).
+    """
+    per_draw, feats, logits = [], [], []
+    for d in range(cfg.draws):
+        images = draw_samples(sample, modules, cfg.num_samples, cfg.batch_size, cfg.seed + d,
+                              device)
+        if d == 0:
+            save_grid(images[:64], out_dir / f"samples_{name}.png")
+        fs = embed(judge, images, cfg.batch_size, device)
+        per_draw.append(sample_metrics(cfg, fs, reference, num_classes, cfg.seed + d))
+        feats.append(fs.features)
+        logits.append(fs.logits)
+        log.info("%s draw %d/%d: %s", name, d + 1, cfg.draws, _brief(per_draw[-1]))
+    np.savez_compressed(out_dir / f"features_{name}.npz", features=np.concatenate(feats),
+                        logits=np.concatenate(logits),
+                        draw=np.repeat(np.arange(cfg.draws), cfg.num_samples))
+    return summarize(per_draw)
+
+
+def evaluate_real(cfg: EvalConfig, *, test: FeatureSet, reference: FeatureSet,
+                  num_classes: int, out_dir: Path) -> dict[str, float]:
+    """The real-data row: held-out test images against the train reference.
+
+    Draw ``d`` takes a seeded random subset of the test features of the same size as a model's
+    draw; when the test set is no larger than ``num_samples`` every draw is the whole test set
+    and the std is 0 by construction.
+    """
+    n = min(cfg.num_samples, len(test.features))
+    per_draw = []
+    for d in range(cfg.draws):
+        idx = torch.randperm(len(test.features), generator=make_generator(cfg.seed + d))[:n]
+        idx = np.sort(idx.numpy())
+        fs = FeatureSet(test.features[idx], test.logits[idx])
+        per_draw.append(sample_metrics(cfg, fs, reference, num_classes, cfg.seed + d))
+    np.savez_compressed(out_dir / "features_real.npz", test_features=test.features,
+                        test_logits=test.logits, reference_features=reference.features,
+                        reference_logits=reference.logits)
+    return summarize(per_draw)
+
+
+def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
+                      device: torch.device) -> dict[str, float]:
+    """Test-set ELBO (all test images) and IWAE_k bounds (first ``likelihood_images``).
+
+    Returns nats per image (higher is better) and bits per dim (lower is better); each IWAE_k
+    is a lower bound on log p(x) that tightens with k (Burda et al. 2016).
+    """
+    from genduel.models.vae import elbo_terms, iwae_bound, num_dims
+
+    dims = num_dims(test.image_shape)
+    gen = make_generator(cfg.seed, device)
+    elbos, recons, kls = [], [], []
+    with eval_mode(vae):
+        for start in range(0, len(test), cfg.batch_size):
+            x = to_model_range(test.images[start:start + cfg.batch_size]).to(device)
+            terms = elbo_terms(vae, x, 1, gen)
+            elbos.append(terms.elbo_nats.double().cpu())
+            recons.append(terms.log_px_z_nats.double().cpu())
+            kls.append(terms.kl_nats.double().cpu())
+        elbo = torch.cat(elbos)
+        out = {"elbo_nats": float(elbo.mean()),
+               "elbo_nats_sem": float(elbo.std() / math.sqrt(len(elbo))),
+               "bits_per_dim": float(bits_per_dim(elbo.mean(), dims)),
+               "recon_log_px_z_nats": float(torch.cat(recons).mean()),
+               "kl_nats": float(torch.cat(kls).mean())}
+        n = len(test) if cfg.likelihood_images == 0 else min(cfg.likelihood_images, len(test))
+        batch = max(1, cfg.batch_size // 4)
+        for k in cfg.iwae_k:
+            values = [iwae_bound(vae, to_model_range(test.images[s:s + batch]).to(device), k, gen)
+                      .double().cpu() for s in range(0, n, batch)]
+            bound = torch.cat(values)
+            out[f"iwae_k{k}_nats"] = float(bound.mean())
+            out[f"iwae_k{k}_bits_per_dim"] = float(bits_per_dim(bound.mean(), dims))
+    out["likelihood_images"] = n
+    return out
+
+
+def _brief(values: dict[str, float]) -> str:
+    keys = ("fid", "kid", "inception_score", "precision", "recall")
+    return ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """Everything the evaluate stage reads, loaded."""
+
+    judge: torch.nn.Module
+    vae: torch.nn.Module
+    generator: torch.nn.Module
+    train: Split
+    test: Split
+    judge_sha256: str
+    judge_accuracy: float
+
+
+def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
+                 out_dir: Path) -> dict[str, dict[str, Any]]:
+    """All metrics for ``vae``, ``gan`` and ``real``, each with a ``protocol`` block.
+
+    Writes feature matrices (``features_*.npz``) and sample/reconstruction grids to ``out_dir``.
+    """
+    from genduel.provenance import library_versions
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    judge, vae, gen = (m.to(device) for m in (inputs.judge, inputs.vae, inputs.generator))
+    k = inputs.train.num_classes
+    reference = embed(judge, subset(inputs.train, cfg.num_samples, cfg.seed), cfg.batch_size,
+                      device)
+    test_fs = embed(judge, inputs.test.images, cfg.batch_size, device)
+    common = dict(judge=judge, reference=reference, num_classes=k, device=device, out_dir=out_dir)
+    results = {
+        "vae": evaluate_sampler(cfg, "vae", lambda n, g: vae.sample(n, generator=g), (vae,),
+                                **common),
+        "gan": evaluate_sampler(cfg, "gan", lambda n, g: gen.sample(n, generator=g), (gen,),
+                                **common),
+        "real": evaluate_real(cfg, test=test_fs, reference=reference, num_classes=k,
+                              out_dir=out_dir),
+    }
+    results["vae"].update(likelihood_bounds(vae, inputs.test, cfg, device))
+    save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
+    protocol = {
+        "num_samples": cfg.num_samples, "draws": cfg.draws,
+        "sample_seeds": [cfg.seed + d for d in range(cfg.draws)],
+        "reference": f"{len(reference.features)} train images (seed {cfg.seed})",
+        "real_row": f"{min(cfg.num_samples, len(test_fs.features))} test images per draw",
+        "pixels": "samples rounded to 8-bit like the data",
+        "features": f"judge penultimate layer ({reference.features.shape[1]} dims)",
+        "judge_sha256": inputs.judge_sha256, "judge_test_accuracy": inputs.judge_accuracy,
+        "is_splits": cfg.is_splits, "kid_subsets": cfg.kid_subsets,
+        "kid_subset_size": cfg.kid_subset_size, "pr_k": cfg.pr_k,
+        "iwae_k": list(cfg.iwae_k), "libraries": library_versions(),
+    }
+    for name, values in results.items():
+        values["protocol"] = protocol
+    return results
+
+
+def save_reconstructions(vae: Any, test: Split, path: Path, device: torch.device,
+                         n: int = 32) -> None:
+    """Rows alternate test images and their reconstructions (decoder mean at the posterior
+    mean)."""
+    x = to_model_range(test.images[:n]).to(device)  # (n, C, H, W)
+    with eval_mode(vae):
+        recon = vae.reconstruct(x)
+    pairs = torch.stack([x.cpu(), recon.float().cpu()], dim=1)  # (n, 2, C, H, W)
+    rows = pairs.view(n // 8, 8, 2, *x.shape[1:]).transpose(1, 2).reshape(-1, *x.shape[1:])
+    save_grid(rows, path, nrow=8)

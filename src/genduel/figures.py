@@ -1,0 +1,87 @@
+"""Report figures drawn with matplotlib (Agg backend, imported inside each function)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _smooth(values: np.ndarray, window: int = 20) -> np.ndarray:
+    """Trailing moving average (the raw per-step curves are noisy)."""
+    if len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    head = np.cumsum(values[: window - 1]) / np.arange(1, window)
+    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
+
+
+def plot_vae_curves(history_csv: Path, epochs_csv: Path, path: Path) -> None:
+    """Left: per-step -ELBO terms (nats). Right: validation ELBO per epoch."""
+    import pandas as pd
+
+    plt = _pyplot()
+    hist, epochs = pd.read_csv(history_csv), pd.read_csv(epochs_csv)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for col, label in (("recon_nats", "reconstruction -log p(x|z)"), ("kl_nats", "KL"),
+                       ("elbo_nats", "ELBO")):
+        if col in hist:
+            ax1.plot(hist["step"], _smooth(hist[col].to_numpy()), label=label)
+    ax1.set(xlabel="step", ylabel="nats per image", title="VAE training terms (smoothed)")
+    ax1.legend()
+    ax2.plot(epochs["epoch"], epochs["val_elbo_nats"], marker="o")
+    ax2.set(xlabel="epoch", ylabel="nats per image", title="VAE validation ELBO (higher is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_gan_curves(history_csv: Path, path: Path) -> None:
+    """Left: D and G losses per step. Right: mean D(x) and D(G(z)) per step."""
+    import pandas as pd
+
+    plt = _pyplot()
+    hist = pd.read_csv(history_csv)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for col in ("d_loss", "g_loss"):
+        ax1.plot(hist["step"], _smooth(hist[col].to_numpy()), label=col)
+    ax1.set(xlabel="generator step", ylabel="loss", title="GAN losses (smoothed)")
+    ax1.legend()
+    for col, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        ax2.plot(hist["step"], _smooth(hist[col].to_numpy()), label=label)
+    ax2.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax2.set(xlabel="generator step", ylabel="probability", ylim=(0, 1),
+            title="Discriminator outputs (0.5 = equilibrium)")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_class_histograms(logits: dict[str, np.ndarray], classes: Sequence[str],
+                          path: Path) -> None:
+    """Fraction of images per judge-predicted class, one bar group per source."""
+    plt = _pyplot()
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    width = 0.8 / max(1, len(logits))
+    for i, (name, lg) in enumerate(logits.items()):
+        counts = np.bincount(lg.argmax(axis=1), minlength=k) / len(lg)
+        ax.bar(np.arange(k) + i * width, counts, width=width, label=name)
+    ax.axhline(1 / k, color="grey", lw=0.8, ls="--", label="uniform")
+    ax.set_xticks(np.arange(k) + width * (len(logits) - 1) / 2, classes, rotation=30, ha="right")
+    ax.set(ylabel="fraction of images", title="Judge-predicted class of each image")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,282 @@
+"""The comparison report: one Markdown document (and an HTML twin) that a person reads.
+
+The report is built as a list of blocks (headings, paragraphs, tables, figures) and rendered to
+both formats from that one list, so the two never disagree. Figures are PNG files copied or drawn
+into ``<out>/figures`` so the report directory is self-contained.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genduel.metrics import METRICS
+
+log = logging.getLogger(__name__)
+
+MODELS = ("vae", "gan", "real")
+COLUMNS = {"vae": "VAE", "gan": "GAN", "real": "Real data (test vs train)"}
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: str  # relative to the report directory
+    caption: str
+
+
+Block = Heading | Para | Table | Figure
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything the report reads, already parsed."""
+
+    evals: dict[str, dict[str, Any]]  # model -> metrics JSON of the evaluate stage
+    judge: dict[str, Any]  # metrics/judge.json
+    training: dict[str, dict[str, Any]]  # "vae"/"gan" -> metrics/train_*.json
+    manifest: dict[str, Any]  # data/prepared/manifest.json
+    title: str
+
+
+def load_inputs(metrics_dir: Path, data_dir: Path, title: str) -> ReportInputs:
+    def read(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text())
+
+    return ReportInputs(
+        evals={m: read(metrics_dir / f"eval_{m}.json") for m in MODELS},
+        judge=read(metrics_dir / "judge.json"),
+        training={m: read(metrics_dir / f"train_{m}.json") for m in ("vae", "gan")},
+        manifest=read(data_dir / "manifest.json"),
+        title=title,
+    )
+
+
+def fmt(value: Any, std: Any = None) -> str:
+    """``12.3 ± 0.4`` with 3-4 significant digits; ``n/a`` for missing values."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        text = f"{value:.4g}"
+    if std is not None and std > 0:
+        text += f" ± {std:.2g}"
+    return text
+
+
+def arrow(key: str) -> str:
+    return "↑ higher" if METRICS[key].higher_is_better else "↓ lower"
+
+
+def metric_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """One row per sample metric present in the files: label, direction, VAE, GAN, real."""
+    rows = []
+    for key, info in METRICS.items():
+        if not any(key in evals[m] for m in MODELS):
+            continue
+        cells = [fmt(evals[m].get(key), evals[m].get(f"{key}_std")) for m in MODELS]
+        rows.append([info.label, arrow(key), *cells])
+    return rows
+
+
+def likelihood_rows(vae: dict[str, Any], iwae_k: list[int]) -> list[list[str]]:
+    """The VAE's test-set bounds on log p(x); the GAN defines no likelihood."""
+    none = "no likelihood (implicit model)"
+    rows = [["ELBO (nats/image)", "↑ higher", fmt(vae.get("elbo_nats")), none],
+            ["ELBO (bits/dim)", "↓ lower", fmt(vae.get("bits_per_dim")), none]]
+    for k in iwae_k:
+        rows.append([f"IWAE k={k} (nats/image)", "↑ higher",
+                     fmt(vae.get(f"iwae_k{k}_nats")), none])
+    rows.append(["Reconstruction E_q log p(x|z) (nats)", "↑ higher",
+                 fmt(vae.get("recon_log_px_z_nats")), "no encoder"])
+    rows.append(["KL(q(z|x) || p(z)) (nats)", "(trade-off)", fmt(vae.get("kl_nats")), "-"])
+    return rows
+
+
+def winners(evals: dict[str, dict[str, Any]]) -> str:
+    """One sentence per metric naming the better model, the real-data value as context."""
+    parts = []
+    for key, info in METRICS.items():
+        if key not in evals["vae"] or key not in evals["gan"]:
+            continue
+        v, g = evals["vae"][key], evals["gan"][key]
+        if v == g:
+            continue
+        better = "VAE" if (v > g) == info.higher_is_better else "GAN"
+        parts.append(f"{info.label}: **{better}**")
+    return "; ".join(parts) + "." if parts else "No sample metric separates the models."
+
+
+def draw_figures(eval_dir: Path, artifacts_dir: Path, data_dir: Path, classes: list[str],
+                 fig_dir: Path) -> dict[str, str]:
+    """Copy the grids and draw the plots; returns figure name -> path relative to the report."""
+    from genduel import figures
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    copies = {"real": data_dir / "real_grid.png", "vae": eval_dir / "samples_vae.png",
+              "gan": eval_dir / "samples_gan.png", "recon": eval_dir / "reconstructions_vae.png"}
+    out = {}
+    for name, src in copies.items():
+        shutil.copyfile(src, fig_dir / f"{name}.png")
+        out[name] = f"figures/{name}.png"
+    figures.plot_vae_curves(artifacts_dir / "train_vae" / "history.csv",
+                            artifacts_dir / "train_vae" / "epochs.csv", fig_dir / "vae_curves.png")
+    figures.plot_gan_curves(artifacts_dir / "train_gan" / "history.csv",
+                            fig_dir / "gan_curves.png")
+    logits = {COLUMNS[m]: np.load(eval_dir / f"features_{m}.npz")["logits"]
+              for m in ("vae", "gan")}
+    logits[COLUMNS["real"]] = np.load(eval_dir / "features_real.npz")["test_logits"]
+    figures.plot_class_histograms(logits, classes, fig_dir / "class_histograms.png")
+    out.update({n: f"figures/{n}.png" for n in ("vae_curves", "gan_curves", "class_histograms")})
+    return out
+
+
+def build_blocks(inp: ReportInputs, figs: dict[str, str], commit: str) -> list[Block]:
+    """The document, top to bottom."""
+    ev, proto = inp.evals, inp.evals["vae"]["protocol"]
+    header = ["Metric", "Better", COLUMNS["vae"], COLUMNS["gan"], COLUMNS["real"]]
+    return [
+        Heading(inp.title, 1),
+        Para(f"Dataset **{inp.manifest.get('dataset')}**, code commit `{commit}`. Every number "
+             f"below is the mean ± std over {proto['draws']} independent draws of "
+             f"{proto['num_samples']} samples per model; the *Real data* column scores held-out "
+             "test images the same way, i.e. what a perfect model would get at this sample size."),
+        Para("**Verdict by metric.** " + winners(ev)),
+        Heading("Sample quality and diversity (judge features)"),
+        Table(header, metric_rows(ev)),
+        Para("FID and KID here use the features of the pipeline's own judge classifier, not "
+             "Inception-v3: compare them across GenDuel runs with the same judge checksum, not "
+             "with numbers published for Inception features."),
+        Heading("Likelihood"),
+        Table(["Bound on log p(x) (test set)", "Better", "VAE", "GAN"],
+              likelihood_rows(ev["vae"], proto.get("iwae_k", []))),
+        Para("The VAE's decoder is a discretized logistic over the 256 pixel levels, so these "
+             "are true lower bounds on the log-probability of the 8-bit test images (bits/dim = "
+             "-bound / (pixels · ln 2)). The GAN is an implicit model with no density: it has no "
+             "likelihood to report."),
+        Heading("Samples"),
+        Figure(figs["real"], "Real test images"),
+        Table(["VAE samples (decoder mean)", "GAN samples"],
+              [[f"![VAE samples]({figs['vae']})", f"![GAN samples]({figs['gan']})"]]),
+        Figure(figs["recon"], "VAE reconstructions: odd rows test images, even rows their "
+                              "reconstructions (decoder mean at the posterior mean)"),
+        Figure(figs["class_histograms"], "Class histogram of the judge's predictions: a model "
+                                         "that drops classes (mode collapse) shows missing bars"),
+        Heading("Training"),
+        Figure(figs["vae_curves"], "VAE: training terms per step and validation ELBO per epoch"),
+        Figure(figs["gan_curves"], "GAN: losses and discriminator outputs per generator step"),
+        Table(["Model", "Epochs", "Steps", "Training time (s)"],
+              [[m.upper(), fmt(t.get("epochs")), fmt(t.get("steps")),
+                fmt(t.get("train_seconds"))] for m, t in inp.training.items()]),
+        Heading("Protocol"),
+        Table(["Item", "Value"], protocol_rows(inp, commit)),
+    ]
+
+
+def protocol_rows(inp: ReportInputs, commit: str) -> list[list[str]]:
+    proto = inp.evals["vae"]["protocol"]
+    libs = ", ".join(f"{k} {v}" for k, v in proto["libraries"].items())
+    counts = inp.manifest.get("counts", {})
+    return [
+        ["Git commit", f"`{commit}`"],
+        ["Data splits", ", ".join(f"{k}: {v}" for k, v in counts.items())],
+        ["Samples per draw / draws", f"{proto['num_samples']} / {proto['draws']}"],
+        ["Sample seeds", ", ".join(map(str, proto["sample_seeds"]))],
+        ["Reference set", proto["reference"]],
+        ["Pixels", proto["pixels"]],
+        ["Feature extractor", proto["features"]],
+        ["Judge sha256", f"`{proto['judge_sha256']}`"],
+        ["Judge test accuracy", f"{100 * inp.judge.get('test_accuracy', float('nan')):.2f} %"],
+        ["IS splits / KID subsets x size / PR k",
+         f"{proto['is_splits']} / {proto['kid_subsets']} x {proto['kid_subset_size']} / "
+         f"{proto['pr_k']}"],
+        ["Libraries", libs],
+        ["MLflow runs", ", ".join(f"{m}: `{t.get('mlflow_run_id', '')}`"
+                                  for m, t in inp.training.items())],
+    ]
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Para):
+            out.append(b.text)
+        elif isinstance(b, Figure):
+            out.append(f"![{b.caption}]({b.path})\n\n*{b.caption}*")
+        else:
+            out.append("| " + " | ".join(b.header) + " |")
+            out[-1] += "\n|" + "---|" * len(b.header)
+            out[-1] += "".join("\n| " + " | ".join(r) + " |" for r in b.rows)
+        out.append("")
+    return "\n".join(out)
+
+
+def _inline_html(text: str) -> str:
+    """The little inline Markdown the blocks use: images, **bold**, *italic*, `code`."""
+    import re
+
+    text = html.escape(text, quote=False)
+    text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"\*([^*]+)\*", r"<i>\1</i>", text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    body = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            body.append(f"<p>{_inline_html(b.text)}</p>")
+        elif isinstance(b, Figure):
+            body.append(f'<figure><img src="{b.path}" alt="{html.escape(b.caption)}">'
+                        f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
+        else:
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>"
+                           for r in b.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:4px 8px;text-align:left}img{max-width:100%}figure{margin:1em 0}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir: Path,
+                 out_dir: Path, commit: str) -> Path:
+    """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir``; returns the .md."""
+    classes = inp.manifest.get("classes") or [str(i) for i in range(10)]
+    figs = draw_figures(eval_dir, artifacts_dir, data_dir, classes, out_dir / "figures")
+    blocks = build_blocks(inp, figs, commit)
+    (out_dir / "report.md").write_text(to_markdown(blocks))
+    (out_dir / "report.html").write_text(to_html(blocks, inp.title))
+    log.info("report written to %s", out_dir / "report.md")
+    return out_dir / "report.md"

@@ -1,0 +1,91 @@
+"""dvc.yaml agrees with the code: params sections exist, deps list exactly the imported modules."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genduel.config import SECTIONS, load_all
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+STAGES = DVC["stages"]
+# A package __init__ with no code of its own is not a dependency worth re-running for.
+_EXEMPT = {"src/genduel/__init__.py"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """genduel modules imported anywhere in a file (also inside functions)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genduel"):
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("genduel"))
+    return names
+
+
+def _module_file(name: str) -> Path | None:
+    base = ROOT / "src" / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _closure(script: Path) -> set[str]:
+    """Files of every genduel module reachable from ``script`` (parents' __init__ included)."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        for name in _imported_modules(todo.pop()):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                f = _module_file(".".join(parts[:i]))
+                if f is not None and f not in seen:
+                    seen.add(f)
+                    todo.append(f)
+    return {str(f.relative_to(ROOT)) for f in seen} - _EXEMPT
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_deps_list_exactly_the_imported_library_modules(stage):
+    spec = STAGES[stage]
+    script = ROOT / "pipeline" / f"{stage}.py"
+    assert script.exists(), f"stage {stage} has no pipeline/{stage}.py"
+    declared = {d for d in spec["deps"] if d.startswith("src/")}
+    needed = _closure(script)
+    assert needed - declared == set(), f"{stage}: imported but not in deps"
+    assert declared - needed == set(), f"{stage}: in deps but never imported"
+    assert len(spec["deps"]) == len(set(spec["deps"])), f"{stage}: duplicate deps"
+    assert f"pipeline/{stage}.py" in spec["deps"]
+    assert spec["cmd"].startswith(f"python pipeline/{stage}.py")
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_declared_params_sections_exist_and_match_their_dataclass(stage):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section in STAGES[stage].get("params", []):
+        assert section in SECTIONS, f"{stage} declares unknown section {section}"
+        fields = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        assert set(params[section]) == fields, f"params.yaml {section} differs from its dataclass"
+
+
+def test_params_yaml_validates():
+    loaded = load_all(ROOT / "params.yaml")
+    assert set(loaded) == set(SECTIONS)
+
+
+def test_every_output_path_is_passed_to_its_script():
+    for stage, spec in STAGES.items():
+        paths = list(spec.get("outs", []))
+        paths += [next(iter(m)) if isinstance(m, dict) else m for m in spec.get("metrics", [])]
+        for p in paths:
+            p = next(iter(p)) if isinstance(p, dict) else p
+            parent = str(Path(p).parent)
+            assert p in spec["cmd"] or parent in spec["cmd"], f"{stage}: {p} not in its cmd"
