@@ -1,0 +1,92 @@
+"""The one table of metric keys: label, direction, unit, meaning.
+
+The report reads ``higher_is_better`` from here and never guesses which way is good.
+
+Key conventions (every producer of metrics files follows them):
+
+* Units are part of the key: ``*_nats`` (natural log units per image, summed over pixels),
+  ``bits_per_dim`` (negative log-likelihood divided by ``D ln 2``).
+* Importance-weighted bounds carry their sample count in the middle, so the unit suffix stays
+  last: ``iwae_k{K}_nats`` and ``iwae_k{K}_bits_per_dim`` (e.g. ``iwae_k100_nats``).
+  :func:`metric_info` resolves them to the ``iwae_nats`` / ``bits_per_dim`` rows.
+* Spreads are separate keys, never rows of their own: ``<key>_std`` is the sample std over
+  independent sample draws (:func:`genduel.metrics.summarize_draws`); ``kid_subset_std`` and
+  ``inception_score_split_std`` are the within-draw spreads over KID subsets and IS splits.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+
+class MetricInfo(NamedTuple):
+    """One metric: its key, a human label, its direction, its unit and what it measures."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    unit: str
+    description: str
+
+
+_ROWS = (
+    MetricInfo("fid", "FID", False, "",
+               "Frechet distance between Gaussians fitted to judge features of samples and "
+               "reference images (Heusel et al. 2017)"),
+    MetricInfo("kid", "KID", False, "",
+               "unbiased MMD^2 with the cubic polynomial kernel on judge features, mean over "
+               "random subsets (Binkowski et al. 2018)"),
+    MetricInfo("inception_score", "Inception Score", True, "",
+               "exp E_x KL(p(y|x) || p(y)) of the judge's class posteriors, mean over splits "
+               "(Salimans et al. 2016); 1 ... num_classes"),
+    MetricInfo("precision", "Precision", True, "",
+               "share of samples inside the k-NN manifold of the reference features "
+               "(Kynkaanniemi et al. 2019): fidelity"),
+    MetricInfo("recall", "Recall", True, "",
+               "share of reference images inside the k-NN manifold of the sample features "
+               "(Kynkaanniemi et al. 2019): diversity"),
+    MetricInfo("classes_covered", "Classes covered", True, "classes",
+               "classes the judge predicts for at least one sample"),
+    MetricInfo("classes_well_covered", "Classes well covered", True, "classes",
+               "classes predicted for at least min_relative_share / K of the samples "
+               "(default 0.2 / K, i.e. 2 % for K = 10)"),
+    MetricInfo("class_kl_to_uniform_nats", "Class KL to uniform", False, "nats",
+               "KL(predicted-class histogram || uniform) = log K - entropy; 0 when balanced, "
+               "log K when every sample gets one class"),
+    MetricInfo("class_kl_to_real_nats", "Class KL to reference", False, "nats",
+               "KL(predicted-class histogram of samples || that of the reference images)"),
+    MetricInfo("parzen_ll_nats", "Parzen log-likelihood", True, "nats/image",
+               "mean log density of test images under a Gaussian Parzen window on samples "
+               "(Goodfellow et al. 2014); a biased, high-variance estimate"),
+    MetricInfo("elbo_nats", "ELBO", True, "nats/image",
+               "evidence lower bound on log p(x), mean over test images"),
+    MetricInfo("bits_per_dim", "Bits per dim", False, "bits/dim",
+               "negative log-likelihood (bound) / (D ln 2)"),
+    MetricInfo("iwae_nats", "IWAE bound", True, "nats/image",
+               "importance-weighted lower bound on log p(x) (Burda et al. 2016); per-K keys "
+               "iwae_k{K}_nats"),
+    MetricInfo("judge_accuracy", "Judge accuracy", True, "",
+               "test accuracy of the judge classifier whose features all sample metrics use"),
+)
+
+#: key -> MetricInfo, in report order.
+METRICS: dict[str, MetricInfo] = {row.key: row for row in _ROWS}
+
+_IWAE_KEY = re.compile(r"^iwae_k(\d+)_(nats|bits_per_dim)$")
+
+
+def metric_info(key: str) -> MetricInfo:
+    """The table row of ``key``, resolving ``iwae_k{K}_nats`` / ``iwae_k{K}_bits_per_dim``.
+
+    Raises:
+        KeyError: ``key`` is neither in :data:`METRICS` nor an IWAE per-K key.
+    """
+    if key in METRICS:
+        return METRICS[key]
+    match = _IWAE_KEY.match(key)
+    if match is None:
+        raise KeyError(f"unknown metric key {key!r}; known: {sorted(METRICS)} and iwae_k<K>_*")
+    k, unit = match.groups()
+    base = METRICS["iwae_nats" if unit == "nats" else "bits_per_dim"]
+    return base._replace(key=key, label=f"IWAE bound (k={k})" + (" bits/dim" * (unit != "nats")))
