@@ -1,4 +1,4 @@
-"""evaluate stage: IS, FID, KID, precision/recall, coverage and likelihood bounds for both models."""
+"""evaluate stage: sample metrics (FID, KID, IS, precision/recall, coverage) and likelihood."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ def main(argv: list[str] | None = None) -> int:
         from genduel.checkpoint import load_checkpoint
         from genduel.mlflow_tracking import log_to_run, stage_run
         from genduel.models import from_checkpoint
-        from genduel.stages import stage_params
 
         params = config.load_all()
         cfg = params["eval"]
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             judge_sha256=evaluate.sha256_file(args.judge),
             judge_accuracy=float(judge_ckpt["extra"]["test_accuracy"]))
         with stage_run("evaluate", params["tracking"],
-                       stage_params(params, "runtime", "eval")) as tracker:
+                       config.flat_params(params, "runtime", "eval")) as tracker:
             results = evaluate.evaluate_all(cfg, inputs, device, args.out)
             for name, values in results.items():
                 cli.write_json(args.metrics_dir / f"eval_{name}.json",

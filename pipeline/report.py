@@ -19,11 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         from genduel import config, report
         from genduel.mlflow_tracking import git_commit, stage_run
-        from genduel.stages import stage_params
 
         params = config.load_all()
         inputs = report.load_inputs(args.metrics_dir, args.data, params["report"].title)
-        with stage_run("report", params["tracking"], stage_params(params, "report")) as tracker:
+        logged = config.flat_params(params, "report")
+        with stage_run("report", params["tracking"], logged) as tracker:
             path = report.write_report(inputs, eval_dir=args.eval, artifacts_dir=args.artifacts,
                                        data_dir=args.data, out_dir=args.out,
                                        commit=git_commit(Path.cwd()))

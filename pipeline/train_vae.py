@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         from genduel.train_vae import train_vae
 
         def train(ctx: stages.StageContext) -> dict[str, float]:
-            train_split, val = data.load_split(args.data, "train"), data.load_split(args.data, "val")
+            train_split = data.load_split(args.data, "train")
+            val = data.load_split(args.data, "val")
             return train_vae(ctx.params["vae"], train_split, val, device=ctx.device, amp=ctx.amp,
                              tracker=ctx.tracker, checkpoint_path=args.checkpoint,
                              artifacts_dir=args.artifacts)

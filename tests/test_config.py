@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from genduel.config import (SECTIONS, EvalConfig, GANConfig, VAEConfig, flatten, load_section,
-                            validate)
+from genduel.config import (
+    SECTIONS,
+    EvalConfig,
+    GANConfig,
+    VAEConfig,
+    flatten,
+    load_section,
+    validate,
+)
 from genduel.errors import ConfigError
 
 

@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from genduel.errors import GenDuelError
 

@@ -14,9 +14,10 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from genduel.errors import ConfigError
 
@@ -267,3 +268,11 @@ def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
 def flatten(section: str, cfg: Any) -> dict[str, Any]:
     """``{'vae.beta': 1.0, ...}``: the names used for MLflow params and in reports."""
     return {f"{section}.{k}": v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def flat_params(params: Mapping[str, Any], *sections: str) -> dict[str, Any]:
+    """Flattened ``section.key`` params of the named sections (what MLflow records)."""
+    flat: dict[str, Any] = {}
+    for name in sections:
+        flat.update(flatten(name, params[name]))
+    return flat

@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,16 +86,6 @@ def subset(split: Split, n: int, seed: int) -> torch.Tensor:
     return split.images[perm[:n]]
 
 
-def summarize(draws: list[dict[str, float]]) -> dict[str, float]:
-    """Mean and (sample) std over draws: ``{key: mean, key_std: std}``, plus ``draws``."""
-    out: dict[str, float] = {"draws": len(draws)}
-    for key in draws[0]:
-        values = np.array([d[key] for d in draws], dtype=np.float64)
-        out[key] = float(values.mean())
-        out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return out
-
-
 def sample_metrics(cfg: EvalConfig, fake: FeatureSet, reference: FeatureSet, num_classes: int,
                    seed: int) -> dict[str, float]:
     """Every sample-based metric of one draw against the reference set."""
@@ -127,7 +118,7 @@ def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
     np.savez_compressed(out_dir / f"features_{name}.npz", features=np.concatenate(feats),
                         logits=np.concatenate(logits),
                         draw=np.repeat(np.arange(cfg.draws), cfg.num_samples))
-    return summarize(per_draw)
+    return metrics.summarize_draws(per_draw)
 
 
 def evaluate_real(cfg: EvalConfig, *, test: FeatureSet, reference: FeatureSet,
@@ -148,7 +139,7 @@ def evaluate_real(cfg: EvalConfig, *, test: FeatureSet, reference: FeatureSet,
     np.savez_compressed(out_dir / "features_real.npz", test_features=test.features,
                         test_logits=test.logits, reference_features=reference.features,
                         reference_logits=reference.logits)
-    return summarize(per_draw)
+    return metrics.summarize_draws(per_draw)
 
 
 def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
@@ -243,7 +234,7 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
         "kid_subset_size": cfg.kid_subset_size, "pr_k": cfg.pr_k,
         "iwae_k": list(cfg.iwae_k), "libraries": library_versions(),
     }
-    for name, values in results.items():
+    for values in results.values():
         values["protocol"] = protocol
     return results
 

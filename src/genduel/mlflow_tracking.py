@@ -16,8 +16,9 @@ import contextlib
 import logging
 import os
 import subprocess
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 

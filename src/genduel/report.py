@@ -22,6 +22,8 @@ from genduel.metrics import METRICS
 log = logging.getLogger(__name__)
 
 MODELS = ("vae", "gan", "real")
+#: Rows of METRICS that are not sample metrics: they get the likelihood table instead.
+NOT_SAMPLE_METRICS = {"elbo_nats", "bits_per_dim", "iwae_nats", "judge_accuracy"}
 COLUMNS = {"vae": "VAE", "gan": "GAN", "real": "Real data (test vs train)"}
 
 
@@ -96,7 +98,7 @@ def metric_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
     """One row per sample metric present in the files: label, direction, VAE, GAN, real."""
     rows = []
     for key, info in METRICS.items():
-        if not any(key in evals[m] for m in MODELS):
+        if key in NOT_SAMPLE_METRICS or not any(key in evals[m] for m in MODELS):
             continue
         cells = [fmt(evals[m].get(key), evals[m].get(f"{key}_std")) for m in MODELS]
         rows.append([info.label, arrow(key), *cells])
@@ -121,7 +123,7 @@ def winners(evals: dict[str, dict[str, Any]]) -> str:
     """One sentence per metric naming the better model, the real-data value as context."""
     parts = []
     for key, info in METRICS.items():
-        if key not in evals["vae"] or key not in evals["gan"]:
+        if key in NOT_SAMPLE_METRICS or key not in evals["vae"] or key not in evals["gan"]:
             continue
         v, g = evals["vae"][key], evals["gan"][key]
         if v == g:
@@ -200,7 +202,7 @@ def build_blocks(inp: ReportInputs, figs: dict[str, str], commit: str) -> list[B
 def protocol_rows(inp: ReportInputs, commit: str) -> list[list[str]]:
     proto = inp.evals["vae"]["protocol"]
     libs = ", ".join(f"{k} {v}" for k, v in proto["libraries"].items())
-    counts = inp.manifest.get("counts", {})
+    counts = {k: v["count"] for k, v in inp.manifest.get("splits", {}).items()}
     return [
         ["Git commit", f"`{commit}`"],
         ["Data splits", ", ".join(f"{k}: {v}" for k, v in counts.items())],
@@ -267,7 +269,8 @@ def to_html(blocks: list[Block], title: str) -> str:
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
              "padding:4px 8px;text-align:left}img{max-width:100%}figure{margin:1em 0}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
+            + "\n</body></html>\n")
 
 
 def write_report(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir: Path,

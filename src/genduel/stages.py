@@ -7,9 +7,10 @@ the device, open the MLflow run, log the final model, write the metrics JSON wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -27,14 +28,6 @@ class StageContext:
     device: torch.device
     amp: bool
     tracker: Tracker
-
-
-def stage_params(params: dict[str, Any], *sections: str) -> dict[str, Any]:
-    """Flattened ``section.key`` params of the named sections (what MLflow records)."""
-    flat: dict[str, Any] = {}
-    for name in sections:
-        flat.update(config.flatten(name, params[name]))
-    return flat
 
 
 def run_training(stage: str, section: str, *, checkpoint: Path, metrics: Path, kind: str,
@@ -57,7 +50,7 @@ def run_training(stage: str, section: str, *, checkpoint: Path, metrics: Path, k
     cfg, rt = params[section], params["runtime"]
     runtime.seed_everything(cfg.seed)
     device = runtime.resolve_device(rt)
-    logged = stage_params(params, "runtime", "data", section)
+    logged = config.flat_params(params, "runtime", "data", section)
     with stage_run(stage, params["tracking"], logged) as tracker:
         summary = train(StageContext(params, device, rt.amp, tracker))
         tracker.log_metrics(summary)

@@ -6,8 +6,9 @@ Training and evaluation code receives a :class:`Tracker`; stages pass an MLflow-
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import torch
 

@@ -1,0 +1,140 @@
+"""End to end: `dvc repro` with the budget knobs on tiny IDX files, in a temporary git repo.
+
+Checks outputs, not exit codes alone: finite metrics, the report, the MLflow runs with their
+params and metrics, a no-op second `dvc repro`, and which stages a `gan` param change re-runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["prepare", "judge", "train_vae", "train_gan", "evaluate", "report"]
+OVERRIDES = {
+    "data": {"val_size": 100, "verify_checksums": False, "allow_download": False},
+    "judge": {"epochs": 1}, "vae": {"epochs": 1, "log_every": 2},
+    "gan": {"epochs": 1, "log_every": 2},
+    "eval": {"num_samples": 200, "draws": 2, "batch_size": 100, "kid_subsets": 10,
+             "kid_subset_size": 50, "iwae_k": [1, 5], "likelihood_images": 40, "is_splits": 2},
+    "tracking": {"experiment": "e2e"},
+}
+
+pytestmark = pytest.mark.e2e
+
+
+def fake_fashion(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class k lights a distinct horizontal band, plus noise: easy to learn."""
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 + 2 * k: 5 + 2 * k, 4:24] = 230
+    return images, labels
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    tail = f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{tail}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    from genduel.data import write_idx
+
+    repo = tmp_path_factory.mktemp("genduel") / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, repo / rel)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in OVERRIDES.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rng = np.random.default_rng(0)
+    raw = repo / "data" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", 700), ("t10k", 200)):
+        images, labels = fake_fashion(rng, n)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+        run(cmd, repo, env)
+    run(["dvc", "repro"], repo, env)
+    return repo, env
+
+
+def test_metrics_files_hold_finite_values(repo):
+    path, _ = repo
+    for name in ("vae", "gan", "real"):
+        values = json.loads((path / "metrics" / f"eval_{name}.json").read_text())
+        for key in ("fid", "inception_score", "kid", "precision", "recall"):
+            assert math.isfinite(values[key]), (name, key)
+            assert f"{key}_std" in values
+        assert values["draws"] == 2 and values["protocol"]["num_samples"] == 200
+    vae = json.loads((path / "metrics" / "eval_vae.json").read_text())
+    assert vae["elbo_nats"] <= vae["iwae_k5_nats"] + 1.0  # bounds tighten with k (MC noise)
+    assert 0 < vae["bits_per_dim"] < 8
+    judge = json.loads((path / "metrics" / "judge.json").read_text())
+    assert judge["test_accuracy"] > 0.5  # the bands are easy to tell apart
+    for f in ("features_vae.npz", "features_gan.npz", "features_real.npz"):
+        assert (path / "eval" / f).exists()
+
+
+def test_report_has_the_table_and_the_pictures(repo):
+    path, _ = repo
+    text = (path / "reports" / "report.md").read_text()
+    assert "| Metric | Better | VAE | GAN |" in text
+    assert "no likelihood" in text
+    for fig in ("vae.png", "gan.png", "real.png", "vae_curves.png", "gan_curves.png"):
+        assert f"figures/{fig}" in text and (path / "reports" / "figures" / fig).stat().st_size
+    assert "<table>" in (path / "reports" / "report.html").read_text()
+
+
+def test_mlflow_has_a_run_per_stage_with_params_and_eval_metrics(repo):
+    import mlflow
+
+    path, _ = repo
+    client = mlflow.MlflowClient(f"sqlite:///{path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(STAGES) <= set(by_name), sorted(by_name)
+    vae, gan = by_name["train_vae"], by_name["train_gan"]
+    assert vae.data.params["vae.epochs"] == "1" and gan.data.params["gan.loss"] == "non_saturating"
+    for run in (vae, gan):  # the same eval metric names in both model runs
+        assert math.isfinite(run.data.metrics["fid"])
+        assert run.data.tags["mlflow.source.git.commit"] != "unknown"
+    run_id = json.loads((path / "metrics" / "train_vae.json").read_text())["mlflow_run_id"]
+    assert run_id == vae.info.run_id
+
+
+def test_second_repro_does_nothing_and_gan_param_reruns_only_downstream(repo):
+    path, env = repo
+    out = run(["dvc", "repro"], path, env)
+    assert "up to date" in out.stdout.lower() or "didn't change" in out.stdout.lower()
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["gan"]["lr_g"] = 0.0003
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "status"], path, env)
+    changed = {line.rstrip(":").strip() for line in out.stdout.splitlines()
+               if line and not line.startswith((" ", "\t"))}
+    assert changed == {"train_gan"}  # dvc status lists the stage whose own deps changed
+    dry = run(["dvc", "repro", "--dry"], path, env).stdout
+    ran = [s for s in STAGES if f"Running stage '{s}'" in dry]
+    assert ran == ["train_gan", "evaluate", "report"]
