@@ -90,7 +90,7 @@ class GANConfig:
     """DCGAN-style generator and discriminator trained with Algorithm 1 of Goodfellow et al."""
 
     latent_dim: int = _f(64, min=1)
-    width: int = _f(32, min=4, help="channels of the first conv block; doubled per block")
+    width: int = _f(24, min=4, help="channels of the first conv block; doubled per block")
     epochs: int = _f(4, min=1)
     batch_size: int = _f(128, min=1)
     loss: str = _f("non_saturating", choices=("minimax", "non_saturating"))

@@ -1,0 +1,194 @@
+"""GAN losses, nets and training loop against known answers (Goodfellow et al., 2014)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from genduel.checkpoint import load_checkpoint
+from genduel.config import GANConfig
+from genduel.data import Split, save_grid
+from genduel.errors import TrainingError
+from genduel.models.gan import (
+    Discriminator,
+    Generator,
+    build_discriminator,
+    build_generator,
+    d_loss,
+    g_loss,
+)
+from genduel.runtime import eval_mode, make_generator
+from genduel.tracking import RecordingTracker
+from genduel.train_gan import STEP_KEYS, gan_train_step, train_gan
+
+TINY = GANConfig(latent_dim=8, width=4, batch_size=8, log_every=2, grid_images=4, epochs=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: a second thread only adds synchronisation (and stalls on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _normal_logpdf(x: torch.Tensor, mu: float, sigma: float) -> torch.Tensor:
+    return -0.5 * ((x - mu) / sigma) ** 2 - math.log(sigma * math.sqrt(2 * math.pi))
+
+
+def test_d_loss_is_log4_when_d_is_one_half_everywhere():
+    zeros = torch.zeros(7)
+    assert d_loss(zeros, torch.zeros(5)).item() == pytest.approx(math.log(4), abs=1e-6)
+
+
+def test_losses_match_the_probability_formulas():
+    torch.manual_seed(0)
+    real, fake = torch.randn(64) * 3, torch.randn(64) * 3
+    dr, df = torch.sigmoid(real).double(), torch.sigmoid(fake).double()
+    want_d = -(torch.log(dr).mean() + torch.log1p(-df).mean())
+    assert d_loss(real, fake).item() == pytest.approx(want_d.item(), rel=1e-5)
+    assert g_loss(fake, "minimax").item() == pytest.approx(torch.log1p(-df).mean().item(),
+                                                           rel=1e-5)
+    assert g_loss(fake, "non_saturating").item() == pytest.approx(-torch.log(df).mean().item(),
+                                                                  rel=1e-5)
+
+
+def test_losses_stay_finite_for_saturated_logits():
+    big = torch.tensor([-200.0, 200.0])
+    assert torch.isfinite(d_loss(big, big))
+    for kind in ("minimax", "non_saturating"):
+        assert torch.isfinite(g_loss(big, kind))
+
+
+def test_minimax_gradient_vanishes_when_d_rejects_fakes_non_saturating_does_not():
+    """Section 3 of the paper: log(1 - D(G(z))) saturates early in training; -log D does not."""
+    logits = torch.tensor([-2.0, -5.0, -10.0, -20.0])  # D(G(z)) from 0.12 down to 2e-9
+    grads = {}
+    for kind in ("minimax", "non_saturating"):
+        lg = logits.clone().requires_grad_(True)
+        g_loss(lg, kind).backward()
+        grads[kind] = lg.grad * len(logits)  # per-sample d loss / d logit
+    d_fake = torch.sigmoid(logits)
+    torch.testing.assert_close(grads["minimax"], -d_fake)  # -> 0 as D(G(z)) -> 0
+    torch.testing.assert_close(grads["non_saturating"], -(1 - d_fake))  # -> -1
+    assert grads["minimax"].abs()[-1] < 1e-8
+    assert grads["non_saturating"].abs()[-1] > 0.999
+    assert torch.all(grads["minimax"].abs().diff() < 0)  # shrinks as D gets more confident
+
+
+def test_discriminator_trained_with_d_loss_approaches_the_optimal_ratio():
+    """Proposition 1: for fixed G, D*(x) = p_data(x) / (p_data(x) + p_g(x))."""
+    torch.manual_seed(0)
+    gen = make_generator(0)
+    (mu_d, s_d), (mu_g, s_g) = (0.0, 1.0), (1.0, 0.6)
+    net = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),
+                        nn.Linear(32, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 800)
+    for _ in range(800):
+        real = mu_d + s_d * torch.randn(1024, 1, generator=gen)
+        fake = mu_g + s_g * torch.randn(1024, 1, generator=gen)
+        loss = d_loss(net(real).squeeze(1), net(fake).squeeze(1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    x = torch.tensor([-1.0, 0.0, 0.5, 1.0, 1.5, 2.0]).unsqueeze(1)
+    log_ratio = _normal_logpdf(x, mu_d, s_d) - _normal_logpdf(x, mu_g, s_g)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.sigmoid(net(x)), torch.sigmoid(log_ratio), atol=0.03,
+                                   rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_shapes_and_ranges(shape):
+    G, D = Generator(TINY, shape), Discriminator(TINY, shape)
+    with eval_mode(G, D):
+        x = G.sample(5, generator=make_generator(0))
+        assert x.shape == (5, *shape) and x.abs().max() <= 1
+        assert D(x).shape == (5,)
+    assert G.latent_dim == TINY.latent_dim
+    assert G.model_config() == D.model_config()
+    assert isinstance(build_discriminator(D.model_config()), Discriminator)
+
+
+def _counting(opt: torch.optim.Optimizer) -> list[int]:
+    calls, step = [0], opt.step
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return step(*args, **kwargs)
+
+    opt.step = counted
+    return calls
+
+
+def _nets(cfg: GANConfig, shape=(1, 28, 28)):
+    torch.manual_seed(0)
+    G, D = Generator(cfg, shape), Discriminator(cfg, shape)
+    return G, D, torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+
+
+def test_train_step_performs_k_discriminator_updates_per_generator_update():
+    cfg = GANConfig(latent_dim=8, width=4, d_steps=3)
+    G, D, opt_g, opt_d = _nets(cfg)
+    n_g, n_d = _counting(opt_g), _counting(opt_d)
+    real = [torch.rand(8, 1, 28, 28) * 2 - 1 for _ in range(3)]
+    for i in range(2):
+        stats = gan_train_step(G, D, opt_g, opt_d, real, cfg, generator=make_generator(i),
+                               amp_ctx=contextlib.nullcontext())
+    assert (n_d[0], n_g[0]) == (6, 2)
+    assert set(stats) == set(STEP_KEYS)
+    assert 0 <= stats["d_real"] <= 1 and 0 <= stats["d_fake"] <= 1 and 0 <= stats["d_acc"] <= 1
+    with pytest.raises(ValueError, match="d_steps"):
+        gan_train_step(G, D, opt_g, opt_d, real[:2], cfg, generator=None,
+                       amp_ctx=contextlib.nullcontext())
+
+
+def test_non_finite_loss_raises_before_the_optimizer_step():
+    G, D, opt_g, opt_d = _nets(TINY)
+    before = [p.detach().clone() for p in D.parameters()]
+    real = torch.zeros(8, 1, 28, 28)
+    real[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingError, match=r"d_loss.*step 7.*gan\.lr_d"):
+        gan_train_step(G, D, opt_g, opt_d, [real], TINY, generator=None,
+                       amp_ctx=contextlib.nullcontext(), step=7)
+    assert all(torch.equal(a, b) for a, b in zip(before, D.parameters()))
+
+
+def _rows(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_gan_writes_checkpoint_grids_tables_and_rebuilds_the_generator(tmp_path):
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    split = Split(images, torch.zeros(40, dtype=torch.int64), ["a"])
+    tracker, ckpt_path, art = RecordingTracker(), tmp_path / "gan.pt", tmp_path / "art"
+    summary = train_gan(TINY, split, device=torch.device("cpu"), amp=False, tracker=tracker,
+                        checkpoint_path=ckpt_path, artifacts_dir=art)
+    assert summary["steps"] == 2 * (40 // 8) and summary["epochs"] == 2
+    assert all(math.isfinite(summary[k]) for k in STEP_KEYS)
+    assert len(_rows(art / "history.csv")) == summary["steps"] // TINY.log_every
+    assert [r["epoch"] for r in _rows(art / "epochs.csv")] == ["1", "2"]
+    assert [s for s, _ in tracker.metrics["train/d_loss"]] == [2, 4, 6, 8, 10]
+    assert sum(a == "grids" for _, a in tracker.artifacts) == 2
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    assert ckpt["kind"] == "gan" and ckpt["epoch"] == 2 and ckpt["step"] == summary["steps"]
+    assert set(ckpt["optimizers"]) == set(ckpt["state_dicts"]) == {"generator", "discriminator"}
+    assert load_checkpoint(ckpt_path, "gan")["rng"]["torch"].dtype == torch.uint8
+    G = build_generator(ckpt["model_config"])
+    G.load_state_dict(ckpt["state_dicts"]["generator"])
+    z = torch.randn(TINY.grid_images, TINY.latent_dim, generator=make_generator(TINY.seed + 2))
+    with eval_mode(G):
+        save_grid(G(z), tmp_path / "again.png")
+    # The rebuilt generator redraws the last epoch's grid byte for byte.
+    assert (tmp_path / "again.png").read_bytes() == (art / "samples_epoch002.png").read_bytes()
