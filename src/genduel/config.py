@@ -75,7 +75,7 @@ class VAEConfig:
 
     latent_dim: int = _f(16, min=1)
     width: int = _f(32, min=4, help="channels of the first conv block; doubled per block")
-    epochs: int = _f(6, min=1)
+    epochs: int = _f(4, min=1)
     batch_size: int = _f(128, min=1)
     lr: float = _f(1e-3, gt=0.0)
     beta: float = _f(1.0, min=0.0, help="KL weight; 1 is the ELBO")
@@ -117,7 +117,7 @@ class EvalConfig:
     kid_subset_size: int = _f(1000, min=2)
     pr_k: int = _f(3, min=1, help="neighbourhood size of the k-NN precision/recall manifolds")
     iwae_k: list = _f([1, 10, 100], help="importance samples per IWAE bound")
-    likelihood_images: int = _f(2000, min=0, help="test images for IWAE bounds; 0 = all")
+    likelihood_images: int = _f(1000, min=0, help="test images for IWAE bounds; 0 = all")
     inception_weights: str = _f("", help="path to Inception-v3 weights; empty = judge only")
 
 

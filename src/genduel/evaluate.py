@@ -130,8 +130,11 @@ def evaluate_real(cfg: EvalConfig, *, test: FeatureSet, reference: FeatureSet,
     and the std is 0 by construction.
     """
     n = min(cfg.num_samples, len(test.features))
-    per_draw = []
+    per_draw: list[dict[str, float]] = []
     for d in range(cfg.draws):
+        if n == len(test.features) and per_draw:  # every draw is the whole test set
+            per_draw.append(per_draw[0])
+            continue
         idx = torch.randperm(len(test.features), generator=make_generator(cfg.seed + d))[:n]
         idx = np.sort(idx.numpy())
         fs = FeatureSet(test.features[idx], test.logits[idx])

@@ -113,9 +113,9 @@ def likelihood_rows(vae: dict[str, Any], iwae_k: list[int]) -> list[list[str]]:
     for k in iwae_k:
         rows.append([f"IWAE k={k} (nats/image)", "↑ higher",
                      fmt(vae.get(f"iwae_k{k}_nats")), none])
-    rows.append(["Reconstruction E_q log p(x|z) (nats)", "↑ higher",
+    rows.append(["Reconstruction E_q log p(x ∣ z) (nats)", "↑ higher",
                  fmt(vae.get("recon_log_px_z_nats")), "no encoder"])
-    rows.append(["KL(q(z|x) || p(z)) (nats)", "(trade-off)", fmt(vae.get("kl_nats")), "-"])
+    rows.append(["KL(q(z ∣ x) ‖ p(z)) (nats)", "(trade-off)", fmt(vae.get("kl_nats")), "-"])
     return rows
 
 

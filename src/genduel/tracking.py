@@ -6,7 +6,8 @@ Training and evaluation code receives a :class:`Tracker`; stages pass an MLflow-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,3 +76,17 @@ class RecordingTracker:
 
     def log_model(self, model: torch.nn.Module, name: str) -> None:
         self.models[name] = model
+
+
+class CsvLog:
+    """A CSV file of training history: the header written at creation, rows appended one by one
+    (so an interrupted run keeps every row logged so far). DVC plots read these files."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path, self.columns = Path(path), tuple(columns)
+        with self.path.open("w", newline="") as f:
+            csv.writer(f).writerow(self.columns)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow(row)

@@ -15,12 +15,11 @@ grids match across devices).
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from genduel.config import GANConfig
 from genduel.errors import DataError, TrainingError
 from genduel.models.gan import Discriminator, Generator, d_loss, g_loss
 from genduel.runtime import autocast, eval_mode, make_generator, rng_state
-from genduel.tracking import Tracker
+from genduel.tracking import CsvLog, Tracker
 
 if TYPE_CHECKING:
     from genduel.data import Split
@@ -130,19 +129,6 @@ def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
             "d_acc": correct / (2 * n_real)}
 
 
-class _CsvLog:
-    """A CSV file: the header written at creation, then rows appended one by one."""
-
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
-        self.path, self.columns = path, tuple(columns)
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerow(self.columns)
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow(row)
-
-
 @dataclasses.dataclass
 class _Run:
     """Everything the epoch loop shares; private to this module."""
@@ -157,7 +143,7 @@ class _Run:
     tracker: Tracker
     shuffle_gen: torch.Generator
     noise_gen: torch.Generator
-    history: _CsvLog
+    history: CsvLog
     step: int = 0
     images: int = 0  # real images consumed by D updates
 
@@ -268,8 +254,8 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
     run = _Run(cfg, G, D, torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas),
                torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas), device, amp, tracker,
                make_generator(cfg.seed), make_generator(cfg.seed + 1, device),
-               _CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS))
-    epochs_csv = _CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
+               CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS))
+    epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
     z_grid = torch.randn(cfg.grid_images, cfg.latent_dim,
                          generator=make_generator(cfg.seed + 2)).to(device)  # (G, latent)
     start, train_time, means = time.perf_counter(), 0.0, dict.fromkeys(STEP_KEYS, float("nan"))

@@ -14,15 +14,13 @@ every epoch, so validation curves do not carry sampling noise from epoch to epoc
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import logging
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,7 +30,7 @@ from genduel.errors import DataError, TrainingError
 from genduel.likelihood import bits_per_dim
 from genduel.models.vae import VAE, elbo_terms, num_dims, vae_loss
 from genduel.runtime import autocast, eval_mode, make_generator, rng_state
-from genduel.tracking import Tracker
+from genduel.tracking import CsvLog, Tracker
 
 if TYPE_CHECKING:
     from genduel.data import Split
@@ -98,19 +96,6 @@ def _diverged(what: str, value: torch.Tensor, step: int) -> None:
     )
 
 
-class _CsvLog:
-    """A CSV file: the header written at creation, then rows appended one by one."""
-
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
-        self.path, self.columns = path, tuple(columns)
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerow(self.columns)
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow(row)
-
-
 @dataclasses.dataclass
 class _Run:
     """Everything the epoch loop shares; private to this module."""
@@ -124,7 +109,8 @@ class _Run:
     out_dir: Path
     shuffle_gen: torch.Generator
     noise_gen: torch.Generator
-    history: _CsvLog
+    history: CsvLog
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     step: int = 0
 
 
@@ -146,6 +132,8 @@ def _train_epoch(run: _Run, train: Split, epoch: int) -> None:
         run.step += 1
         stats = vae_train_step(run.model, run.optimizer, x, cfg, step=run.step,
                                amp_ctx=autocast(run.device, run.amp), generator=run.noise_gen)
+        if run.scheduler is not None:
+            run.scheduler.step()
         window = {k: window[k] + stats[k] for k in STEP_KEYS}
         count += 1
         bar.update(1)
@@ -225,10 +213,14 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     model = VAE(cfg, tuple(train.image_shape)).to(device)
-    run = _Run(cfg, model, torch.optim.Adam(model.parameters(), lr=cfg.lr), device, amp, tracker,
-               artifacts_dir, make_generator(cfg.seed), make_generator(cfg.seed + 1, device),
-               _CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS))
-    epochs_csv = _CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # Cosine decay to 0 over the run: the last epochs settle instead of bouncing at full lr.
+    steps = cfg.epochs * max(1, len(train) // cfg.batch_size)
+    run = _Run(cfg, model, optimizer, device, amp, tracker, artifacts_dir,
+               make_generator(cfg.seed), make_generator(cfg.seed + 1, device),
+               CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS),
+               torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps))
+    epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
     z_grid = torch.randn(cfg.grid_images, cfg.latent_dim,
                          generator=make_generator(cfg.seed + 2)).to(device)  # (G, latent)
     dims, start = num_dims(model.image_shape), time.perf_counter()
