@@ -29,14 +29,6 @@ from genduel.train_gan import STEP_KEYS, gan_train_step, train_gan
 TINY = GANConfig(latent_dim=8, width=4, batch_size=8, log_every=2, grid_images=4, epochs=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _normal_logpdf(x: torch.Tensor, mu: float, sigma: float) -> torch.Tensor:
     return -0.5 * ((x - mu) / sigma) ** 2 - math.log(sigma * math.sqrt(2 * math.pi))

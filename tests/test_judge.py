@@ -20,14 +20,6 @@ CPU = torch.device("cpu")
 SMALL = JudgeConfig(epochs=3, batch_size=32, lr=5e-3, width=8, feature_dim=32, dropout=0.1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _blocks(n: int, seed: int, k: int = 10) -> Split:
     """Class c lights up block c of a 4x4 grid of 7x7 blocks, over noise: (n, 1, 28, 28) uint8."""
