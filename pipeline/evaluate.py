@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             judge=from_checkpoint(judge_ckpt, "judge"),
             vae=from_checkpoint(load_checkpoint(args.vae, "vae"), "vae"),
             generator=from_checkpoint(gan_ckpt, "generator"),
-            train=data.load_split(args.data, "train"), test=data.load_split(args.data, "test"),
+            train=data.load_split(args.data, "train"), val=data.load_split(args.data, "val"),
+            test=data.load_split(args.data, "test"),
             judge_sha256=evaluate.sha256_file(args.judge),
             judge_accuracy=float(judge_ckpt["extra"]["test_accuracy"]))
         with stage_run("evaluate", params["tracking"],

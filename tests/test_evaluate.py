@@ -1,14 +1,34 @@
-"""Evaluate helpers: seeded sampling is reproducible, samples land on the 8-bit grid."""
+"""Evaluate helpers: seeded sampling is reproducible, samples land on the 8-bit grid; Parzen,
+latent probes and reconstruction errors give known answers."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
+import numpy as np
+import pytest
 import torch
 
 from genduel.config import EvalConfig, VAEConfig
 from genduel.data import Split
-from genduel.evaluate import FeatureSet, draw_samples, evaluate_real, likelihood_bounds, subset
+from genduel.errors import ConfigError
+from genduel.evaluate import (
+    EvalInputs,
+    FeatureSet,
+    draw_samples,
+    evaluate_all,
+    evaluate_real,
+    likelihood_bounds,
+    subset,
+)
+from genduel.evaluate_extra import (
+    check_parzen_sigmas,
+    inference_metrics,
+    parzen_row,
+    probe_accuracies,
+    reconstruction_errors,
+)
 from genduel.models.vae import VAE
 
 
@@ -63,3 +83,116 @@ def test_likelihood_bounds_are_ordered_and_consistent():
     assert abs(out["elbo_nats"] - (out["recon_log_px_z_nats"] - out["kl_nats"])) < 1e-4
     assert math.isclose(out["bits_per_dim"], -out["elbo_nats"] / (64 * math.log(2)))
     assert out["kl_nats"] >= 0 and out["likelihood_images"] == 16
+
+
+def test_parzen_row_chooses_the_sigma_of_a_known_gaussian():
+    # Every centre is the same grey image c, so the Parzen window is N(c, sigma^2 I) exactly;
+    # val/test images are drawn from N(c, s^2 I) with s = 0.1 (in [0, 1] pixel units), so the
+    # validation likelihood peaks at sigma = s and the test LL is the Gaussian's: D = 64,
+    # E log N(x; c, s^2 I) = -D/2 log(2 pi s^2) - D/2.
+    s, d = 0.1, 64
+    rng = torch.Generator().manual_seed(0)
+    centres = torch.full((3, 1, 8, 8), 128, dtype=torch.uint8)
+
+    def noisy(n: int) -> torch.Tensor:
+        x = 128 + 255 * s * torch.randn(n, 1, 8, 8, generator=rng)
+        return x.round().clamp(0, 255).to(torch.uint8)
+
+    out = parzen_row(centres, noisy(300), noisy(300), [0.05, 0.08, 0.1, 0.13, 0.2])
+    assert out["parzen_sigma"] == 0.1
+    want = -d / 2 * math.log(2 * math.pi * s**2) - d / 2
+    assert abs(out["parzen_ll_nats"] - want) < 4 * out["parzen_ll_nats_sem"] + 1.0
+    assert 0 < out["parzen_ll_nats_sem"] < 2.0
+
+
+def test_reconstruction_errors_known_answers():
+    x = torch.rand(5, 12, generator=torch.Generator().manual_seed(1)).double().numpy()
+    assert reconstruction_errors(x, x) == {"recon_mse": 0.0, "recon_mae_levels": 0.0}
+    out = reconstruction_errors(x, x + 0.1)  # a constant offset of 0.1 = 25.5 grey levels
+    assert math.isclose(out["recon_mse"], 0.01, rel_tol=1e-9)
+    assert math.isclose(out["recon_mae_levels"], 25.5, rel_tol=1e-9)
+
+
+def banded(n: int, seed: int, shape: tuple[int, int, int] = (1, 4, 4)) -> Split:
+    """Class k in 0..3 lights pixel k at 255 over noise in 0..60: linearly encoded labels."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    images = torch.randint(0, 61, (n, *shape), generator=g, dtype=torch.uint8)
+    images.view(n, -1)[torch.arange(n), labels] = 255
+    return Split(images, labels, ["a", "b", "c", "d"])
+
+
+class PixelVAE(torch.nn.Module):
+    """A perfect autoencoder: mu(x) = the pixels, decoder mean at mu = x itself."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = x.flatten(1)  # (B, C*H*W)
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = z.view(len(z), *self.shape)  # (B, C, H, W)
+        return mean, torch.zeros_like(mean)
+
+
+def test_probes_read_a_linearly_encoded_class_and_perfect_recon_is_zero():
+    train, test = banded(300, 0), banded(200, 1)
+    cfg = EvalConfig(probe_train_images=200, probe_knn_k=5, batch_size=64)
+    out = inference_metrics(PixelVAE((1, 4, 4)), train, test, cfg, torch.device("cpu"))
+    assert out["probe_linear_accuracy"] == 1.0 and out["probe_knn_accuracy"] == 1.0
+    assert out["recon_mse"] < 1e-12 and out["recon_mae_levels"] < 1e-4
+    assert out["probe_train_images"] == 200
+
+
+def test_probe_on_labels_unrelated_to_the_codes_is_near_chance():
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((800, 4)), rng.integers(0, 4, 800)
+    out = probe_accuracies(z[:400], y[:400], z[400:], y[400:], k=5)
+    assert out["probe_linear_accuracy"] < 0.4 and out["probe_knn_accuracy"] < 0.4
+
+
+class StubJudge(torch.nn.Module):
+    """Features = the first 6 pixels, logits = the first 4 (one per class of :func:`banded`)."""
+
+    def forward(self, x: torch.Tensor) -> SimpleNamespace:
+        flat = x.flatten(1)  # (B, C*H*W)
+        return SimpleNamespace(features=flat[:, :6], logits=flat[:, :4])
+
+
+class Tiny8(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.tanh(self.scale * torch.randn(n, 1, 8, 8, generator=generator))
+
+
+def test_evaluate_all_writes_every_new_key_for_every_row(tmp_path):
+    torch.manual_seed(0)
+    shape = (1, 8, 8)
+    cfg = EvalConfig(num_samples=40, draws=1, batch_size=20, is_splits=2, kid_subsets=2,
+                     kid_subset_size=10, iwae_k=[1], likelihood_images=8, parzen_samples=30,
+                     parzen_val_images=10, parzen_test_images=12, parzen_sigmas=[0.1, 0.3],
+                     probe_train_images=50)
+    inputs = EvalInputs(judge=StubJudge(), vae=VAE(VAEConfig(latent_dim=2, width=4), shape),
+                        generator=Tiny8(), train=banded(60, 0, shape), val=banded(20, 1, shape),
+                        test=banded(40, 2, shape), judge_sha256="0" * 64, judge_accuracy=0.9)
+    out = evaluate_all(cfg, inputs, torch.device("cpu"), tmp_path)
+    for name in ("vae", "gan", "real"):
+        assert math.isfinite(out[name]["parzen_ll_nats"])
+        assert out[name]["parzen_sigma"] in (0.1, 0.3)
+        assert "30 VAE / 30 GAN samples of draw 0, 30 train" in out[name]["protocol"]["parzen"]
+    for key in ("probe_linear_accuracy", "probe_knn_accuracy", "recon_mse", "recon_mae_levels"):
+        assert math.isfinite(out["vae"][key]) and key not in out["gan"]
+
+
+
+def test_a_bad_parzen_grid_is_refused_before_any_sampling():
+    for bad in ([], [0.1, 0.0], [0.1, True]):
+        with pytest.raises(ConfigError, match="eval.parzen_sigmas"):
+            check_parzen_sigmas(bad)
+    check_parzen_sigmas([0.1, 1])

@@ -119,6 +119,14 @@ class EvalConfig:
     iwae_k: list = _f([1, 10, 100], help="importance samples per IWAE bound")
     likelihood_images: int = _f(1000, min=0, help="test images for IWAE bounds; 0 = all")
     inception_weights: str = _f("", help="path to Inception-v3 weights; empty = judge only")
+    parzen_samples: int = _f(10000, min=1, help="kernel centres from draw 0 (capped at "
+                             "num_samples); the real row uses as many train images")
+    parzen_val_images: int = _f(1000, min=1, help="val images that choose the Parzen sigma")
+    parzen_test_images: int = _f(1000, min=1, help="test images the Parzen LL is averaged over")
+    parzen_sigmas: list = _f([0.1, 0.13, 0.16, 0.2, 0.25, 0.3],
+                             help="Parzen kernel widths tried, pixels in [0, 1]")
+    probe_train_images: int = _f(5000, min=1, help="train images the VAE latent probes learn from")
+    probe_knn_k: int = _f(5, min=1, help="neighbours of the k-NN probe on VAE posterior means")
 
 
 @dataclass(frozen=True)

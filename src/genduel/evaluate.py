@@ -11,6 +11,8 @@ Protocol (written into every metrics file):
 * Features and logits come from the judge (penultimate layer; checksum in the protocol). The exact
   matrices are saved as ``.npz`` so anyone can recompute every number.
 * Sample metrics are reported as mean and std over draws (``<key>`` and ``<key>_std``).
+* Parzen-window log-likelihood (all three rows) and the VAE's inference-model metrics (latent
+  probes, reconstruction error) come from :mod:`genduel.evaluate_extra`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from genduel import metrics
+from genduel import evaluate_extra, metrics
 from genduel.config import EvalConfig
 from genduel.data import Split, save_grid, to_model_range, to_uint8
 from genduel.likelihood import bits_per_dim
@@ -35,6 +37,13 @@ from genduel.runtime import eval_mode, make_generator
 log = logging.getLogger(__name__)
 
 SampleFn = Callable[[int, torch.Generator], torch.Tensor]
+
+
+class SamplerResult(NamedTuple):
+    """What :func:`evaluate_sampler` returns: summarized metrics and draw 0's uint8 images."""
+
+    metrics: dict[str, float]
+    first_draw: torch.Tensor  # uint8 (num_samples, C, H, W)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def sample_metrics(cfg: EvalConfig, fake: FeatureSet, reference: FeatureSet, num
 def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
                      modules: tuple[torch.nn.Module, ...], *, judge: torch.nn.Module,
                      reference: FeatureSet, num_classes: int, device: torch.device,
-                     out_dir: Path) -> dict[str, float]:
+                     out_dir: Path) -> SamplerResult:
     """Draw ``cfg.draws`` sample sets from one model; metrics per draw, summarized.
 
     Writes ``<out_dir>/features_<name>.npz`` (features, logits, draw index) and
@@ -109,6 +118,7 @@ def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
         images = draw_samples(sample, modules, cfg.num_samples, cfg.batch_size, cfg.seed + d,
                               device)
         if d == 0:
+            first = images
             save_grid(images[:64], out_dir / f"samples_{name}.png")
         fs = embed(judge, images, cfg.batch_size, device)
         per_draw.append(sample_metrics(cfg, fs, reference, num_classes, cfg.seed + d))
@@ -118,7 +128,7 @@ def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
     np.savez_compressed(out_dir / f"features_{name}.npz", features=np.concatenate(feats),
                         logits=np.concatenate(logits),
                         draw=np.repeat(np.arange(cfg.draws), cfg.num_samples))
-    return metrics.summarize_draws(per_draw)
+    return SamplerResult(metrics.summarize_draws(per_draw), first)
 
 
 def evaluate_real(cfg: EvalConfig, *, test: FeatureSet, reference: FeatureSet,
@@ -195,6 +205,7 @@ class EvalInputs:
     vae: torch.nn.Module
     generator: torch.nn.Module
     train: Split
+    val: Split
     test: Split
     judge_sha256: str
     judge_accuracy: float
@@ -206,8 +217,7 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
 
     Writes feature matrices (``features_*.npz``) and sample/reconstruction grids to ``out_dir``.
     """
-    from genduel.provenance import library_versions
-
+    evaluate_extra.check_parzen_sigmas(cfg.parzen_sigmas)
     out_dir.mkdir(parents=True, exist_ok=True)
     judge, vae, gen = (m.to(device) for m in (inputs.judge, inputs.vae, inputs.generator))
     k = inputs.train.num_classes
@@ -215,31 +225,64 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
                       device)
     test_fs = embed(judge, inputs.test.images, cfg.batch_size, device)
     common = dict(judge=judge, reference=reference, num_classes=k, device=device, out_dir=out_dir)
-    results = {
+    runs = {
         "vae": evaluate_sampler(cfg, "vae", lambda n, g: vae.sample(n, generator=g), (vae,),
                                 **common),
         "gan": evaluate_sampler(cfg, "gan", lambda n, g: gen.sample(n, generator=g), (gen,),
                                 **common),
-        "real": evaluate_real(cfg, test=test_fs, reference=reference, num_classes=k,
-                              out_dir=out_dir),
     }
+    results = {name: run.metrics for name, run in runs.items()}
+    results["real"] = evaluate_real(cfg, test=test_fs, reference=reference, num_classes=k,
+                                    out_dir=out_dir)
     results["vae"].update(likelihood_bounds(vae, inputs.test, cfg, device))
+    results["vae"].update(evaluate_extra.inference_metrics(vae, inputs.train, inputs.test, cfg,
+                                                           device))
     save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
-    protocol = {
+    n_parzen = min(cfg.parzen_samples, cfg.num_samples)
+    centres = {name: run.first_draw[:n_parzen] for name, run in runs.items()}
+    centres["real"] = subset(inputs.train, n_parzen, cfg.seed)
+    parzen = evaluate_extra.parzen_rows(
+        centres, subset(inputs.val, cfg.parzen_val_images, cfg.seed),
+        subset(inputs.test, cfg.parzen_test_images, cfg.seed), cfg.parzen_sigmas, cfg.batch_size)
+    protocol = _protocol(cfg, inputs, reference, len(test_fs.features),
+                         {name: len(c) for name, c in centres.items()})
+    for name, values in results.items():
+        values.update(parzen[name])
+        values["protocol"] = protocol
+    return results
+
+
+def _protocol(cfg: EvalConfig, inputs: EvalInputs, reference: FeatureSet, n_test: int,
+              n_centres: dict[str, int]) -> dict[str, Any]:
+    """The ``protocol`` block every metrics file carries: how each number was obtained."""
+    from genduel.provenance import library_versions
+
+    n_val = min(cfg.parzen_val_images, len(inputs.val))
+    n_parzen_test = min(cfg.parzen_test_images, len(inputs.test))
+    n_probe = min(cfg.probe_train_images, len(inputs.train))
+    return {
         "num_samples": cfg.num_samples, "draws": cfg.draws,
         "sample_seeds": [cfg.seed + d for d in range(cfg.draws)],
         "reference": f"{len(reference.features)} train images (seed {cfg.seed})",
-        "real_row": f"{min(cfg.num_samples, len(test_fs.features))} test images per draw",
+        "real_row": f"{min(cfg.num_samples, n_test)} test images per draw",
         "pixels": "samples rounded to 8-bit like the data",
         "features": f"judge penultimate layer ({reference.features.shape[1]} dims)",
         "judge_sha256": inputs.judge_sha256, "judge_test_accuracy": inputs.judge_accuracy,
         "is_splits": cfg.is_splits, "kid_subsets": cfg.kid_subsets,
         "kid_subset_size": cfg.kid_subset_size, "pr_k": cfg.pr_k,
-        "iwae_k": list(cfg.iwae_k), "libraries": library_versions(),
+        "iwae_k": list(cfg.iwae_k),
+        "parzen": (f"Gaussian Parzen window, pixels in [0, 1]; centres: {n_centres['vae']} VAE / "
+                   f"{n_centres['gan']} GAN samples of draw 0, {n_centres['real']} train images "
+                   f"(seed {cfg.seed}) for the real row; sigma by mean LL on {n_val} val images; "
+                   f"mean LL on {n_parzen_test} test images (seed {cfg.seed})"),
+        "parzen_sigmas": [float(s) for s in cfg.parzen_sigmas],
+        "probe": (f"VAE posterior means mu(x): logistic regression (standardized) and "
+                  f"{cfg.probe_knn_k}-NN fit on the first {n_probe} train images, accuracy on "
+                  f"the true labels of all {n_test} test images"),
+        "reconstruction": ("decoder mean at z = mu(x), all test images; MSE in [0, 1] pixel "
+                           "units, MAE in 8-bit levels"),
+        "libraries": library_versions(),
     }
-    for values in results.values():
-        values["protocol"] = protocol
-    return results
 
 
 def save_reconstructions(vae: Any, test: Split, path: Path, device: torch.device,

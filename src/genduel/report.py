@@ -22,9 +22,25 @@ from genduel.metrics import METRICS
 log = logging.getLogger(__name__)
 
 MODELS = ("vae", "gan", "real")
-#: Rows of METRICS that are not sample metrics: they get the likelihood table instead.
-NOT_SAMPLE_METRICS = {"elbo_nats", "bits_per_dim", "iwae_nats", "judge_accuracy"}
+#: Rows of METRICS that are not sample metrics: they get the likelihood or inference table.
+NOT_SAMPLE_METRICS = {"elbo_nats", "bits_per_dim", "iwae_nats", "judge_accuracy",
+                      "parzen_ll_nats", "probe_linear_accuracy", "probe_knn_accuracy",
+                      "recon_mse", "recon_mae_levels"}
+#: The VAE-only rows of the inference-model table, in order.
+INFERENCE_METRICS = ("probe_linear_accuracy", "probe_knn_accuracy", "recon_mse",
+                     "recon_mae_levels")
 COLUMNS = {"vae": "VAE", "gan": "GAN", "real": "Real data (test vs train)"}
+NO_ENCODER = "no inference model (no encoder)"
+PARZEN_CAVEAT = (
+    "**Parzen window, read with care.** The Parzen row fits a Gaussian kernel density (one "
+    "kernel of width σ per sample, pixels scaled to [0, 1]) to each model's samples, or to train "
+    "images for the real-data column, picks σ on validation images and reports the mean log "
+    "density of test images, as in Table 1 of Goodfellow et al. (2014); ± is the standard error "
+    "over the test images. It is a weak estimate: biased, with high variance in "
+    "high-dimensional pixel space, dependent on σ and on the pixel scale, and Euclidean pixel "
+    "distance can rank blurry or memorized samples above good ones (Theis et al. 2016). It is "
+    "a density on [0, 1] pixels, not a probability of 8-bit images, so it is not comparable "
+    "with the ELBO and IWAE rows: compare it only across the columns of its own row.")
 
 
 @dataclass(frozen=True)
@@ -105,18 +121,72 @@ def metric_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def likelihood_rows(vae: dict[str, Any], iwae_k: list[int]) -> list[list[str]]:
-    """The VAE's test-set bounds on log p(x); the GAN defines no likelihood."""
-    none = "no likelihood (implicit model)"
-    rows = [["ELBO (nats/image)", "↑ higher", fmt(vae.get("elbo_nats")), none],
-            ["ELBO (bits/dim)", "↓ lower", fmt(vae.get("bits_per_dim")), none]]
-    for k in iwae_k:
-        rows.append([f"IWAE k={k} (nats/image)", "↑ higher",
-                     fmt(vae.get(f"iwae_k{k}_nats")), none])
-    rows.append(["Reconstruction E_q log p(x ∣ z) (nats)", "↑ higher",
-                 fmt(vae.get("recon_log_px_z_nats")), "no encoder"])
-    rows.append(["KL(q(z ∣ x) ‖ p(z)) (nats)", "(trade-off)", fmt(vae.get("kl_nats")), "-"])
+def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list[list[str]]:
+    """Label, direction, VAE, GAN, real: the VAE's test-set bounds on log p(x) (the GAN defines
+    no likelihood, real data has no model), then the Parzen-window estimate of every column."""
+    vae, none = evals["vae"], "no likelihood (implicit model)"
+
+    def vae_only(label: str, direction: str, key: str, gan: str = none) -> list[str]:
+        return [label, direction, fmt(vae.get(key)), gan, "-"]
+
+    rows = [vae_only("ELBO (nats/image)", arrow("elbo_nats"), "elbo_nats"),
+            vae_only("ELBO (bits/dim)", arrow("bits_per_dim"), "bits_per_dim")]
+    rows += [vae_only(f"IWAE k={k} (nats/image)", arrow("iwae_nats"), f"iwae_k{k}_nats")
+             for k in iwae_k]
+    rows.append(vae_only("Reconstruction E_q log p(x ∣ z) (nats)", "↑ higher",
+                         "recon_log_px_z_nats", "no encoder"))
+    rows.append(vae_only("KL(q(z ∣ x) ‖ p(z)) (nats)", "(trade-off)", "kl_nats", "-"))
+    if any("parzen_ll_nats" in evals[m] for m in MODELS):
+        rows.append(["Parzen window log-likelihood (nats/image, pixels in [0, 1])",
+                     arrow("parzen_ll_nats"),
+                     *(fmt(evals[m].get("parzen_ll_nats"), evals[m].get("parzen_ll_nats_sem"))
+                       for m in MODELS)])
+        rows.append(["Parzen σ (chosen on validation images)", "(selected)",
+                     *(fmt(evals[m].get("parzen_sigma")) for m in MODELS)])
     return rows
+
+
+def inference_rows(vae: dict[str, Any], judge_accuracy: Any) -> list[list[str]]:
+    """Label, direction, VAE, GAN, reference: what only a model with an encoder can report.
+
+    Probes are read against the judge's test accuracy (the ceiling), errors against 0.
+    """
+    rows = []
+    for key in INFERENCE_METRICS:
+        info = METRICS[key]
+        ref = f"judge: {fmt(judge_accuracy)}" if key.startswith("probe") else "0 (perfect)"
+        rows.append([f"{info.label} ({info.unit or 'true labels'})", arrow(key),
+                     fmt(vae.get(key)), NO_ENCODER, ref])
+    return rows
+
+
+def likelihood_blocks(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list[Block]:
+    """The likelihood section: bounds and Parzen rows, then what they mean and do not mean."""
+    header = ["Quantity (test set)", "Better", *(COLUMNS[m] for m in MODELS)]
+    return [
+        Heading("Likelihood"),
+        Table(header, likelihood_rows(evals, iwae_k)),
+        Para("The VAE's decoder is a discretized logistic over the 256 pixel levels, so its "
+             "ELBO and IWAE rows are true lower bounds on the log-probability of the 8-bit test "
+             "images (bits/dim = -bound / (pixels · ln 2)). The GAN is an implicit model with no "
+             "density: it has no likelihood to report."),
+        Para(PARZEN_CAVEAT),
+    ]
+
+
+def inference_blocks(vae: dict[str, Any], judge_accuracy: Any) -> list[Block]:
+    """The inference-model section: latent probes and reconstruction error (VAE only)."""
+    return [
+        Heading("Inference model"),
+        Table(["Inference model (test set)", "Better", "VAE", "GAN", "Reference"],
+              inference_rows(vae, judge_accuracy)),
+        Para("Only the VAE has an inference model q(z ∣ x). The probes, a logistic regression "
+             "and a k-NN vote on the posterior means μ(x) fit on train images (see Protocol), "
+             "predict the **true** class labels of the test images; the judge classifier's "
+             "accuracy on the same test set is the ceiling they are read against. "
+             "Reconstructions are the decoder mean at z = μ(x). The GAN has no encoder, so none "
+             "of these exist for it."),
+    ]
 
 
 def winners(evals: dict[str, dict[str, Any]]) -> str:
@@ -173,13 +243,9 @@ def build_blocks(inp: ReportInputs, figs: dict[str, str], commit: str) -> list[B
         Para("FID and KID here use the features of the pipeline's own judge classifier, not "
              "Inception-v3: compare them across GenDuel runs with the same judge checksum, not "
              "with numbers published for Inception features."),
-        Heading("Likelihood"),
-        Table(["Bound on log p(x) (test set)", "Better", "VAE", "GAN"],
-              likelihood_rows(ev["vae"], proto.get("iwae_k", []))),
-        Para("The VAE's decoder is a discretized logistic over the 256 pixel levels, so these "
-             "are true lower bounds on the log-probability of the 8-bit test images (bits/dim = "
-             "-bound / (pixels · ln 2)). The GAN is an implicit model with no density: it has no "
-             "likelihood to report."),
+        *likelihood_blocks(ev, proto.get("iwae_k", [])),
+        *inference_blocks(ev["vae"], inp.judge.get("test_accuracy",
+                                                   proto.get("judge_test_accuracy"))),
         Heading("Samples"),
         Figure(figs["real"], "Real test images"),
         Table(["VAE samples (decoder mean)", "GAN samples"],
@@ -216,6 +282,10 @@ def protocol_rows(inp: ReportInputs, commit: str) -> list[list[str]]:
         ["IS splits / KID subsets x size / PR k",
          f"{proto['is_splits']} / {proto['kid_subsets']} x {proto['kid_subset_size']} / "
          f"{proto['pr_k']}"],
+        ["Parzen window", proto.get("parzen", "n/a")],
+        ["Parzen σ grid", ", ".join(map(str, proto.get("parzen_sigmas", [])))],
+        ["Latent probes", proto.get("probe", "n/a")],
+        ["Reconstructions", proto.get("reconstruction", "n/a")],
         ["Libraries", libs],
         ["MLflow runs", ", ".join(f"{m}: `{t.get('mlflow_run_id', '')}`"
                                   for m, t in inp.training.items())],

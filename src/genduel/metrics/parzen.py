@@ -60,7 +60,12 @@ def parzen_log_densities(samples: np.ndarray | torch.Tensor, points: np.ndarray 
         xb = x[start:start + batch_size]
         d2 = torch.addmm(c_sq.unsqueeze(0), xb, c.T, alpha=-2.0)  # (b, N)
         d2 = (d2 + xb.square().sum(1, keepdim=True)).clamp_(min=0.0)
-        per_sigma = [torch.logsumexp(d2 * (-0.5 / s.item() ** 2), dim=1) for s in sig]
+        d2_min = d2.amin(1, keepdim=True)  # (b, 1): the nearest centre gives each sum's max term
+        rel = d2 - d2_min  # (b, N) >= 0
+        # logsumexp by hand: terms below exp(-700) ~ 1e-304 change a sum >= 1 by < N * 1e-304,
+        # and clamping them keeps exp off its slow subnormal path (4-5x faster at small sigma)
+        per_sigma = [(rel * (-0.5 / s ** 2)).clamp_(min=-700.0).exp_().sum(1).log_()
+                     - 0.5 * d2_min[:, 0] / s ** 2 for s in sig.tolist()]
         out.append(torch.stack(per_sigma, dim=1) + log_norm)  # (b, S)
     return torch.cat(out).numpy()
 

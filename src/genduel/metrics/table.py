@@ -66,6 +66,18 @@ _ROWS = (
     MetricInfo("iwae_nats", "IWAE bound", True, "nats/image",
                "importance-weighted lower bound on log p(x) (Burda et al. 2016); per-K keys "
                "iwae_k{K}_nats"),
+    MetricInfo("probe_linear_accuracy", "Linear probe accuracy", True, "",
+               "share of test images whose true label a logistic regression on the VAE's "
+               "posterior means mu(x) predicts (trained on train images)"),
+    MetricInfo("probe_knn_accuracy", "k-NN probe accuracy", True, "",
+               "share of test images whose true label a k-NN vote (Euclidean, on the VAE's "
+               "posterior means mu(x) of train images) predicts"),
+    MetricInfo("recon_mse", "Reconstruction MSE", False, "per pixel, [0, 1] units",
+               "mean over test images and pixels of (decoder mean at z = mu(x) - x)^2, pixels "
+               "in [0, 1]"),
+    MetricInfo("recon_mae_levels", "Reconstruction MAE", False, "8-bit levels per pixel",
+               "mean over test images and pixels of |decoder mean at z = mu(x) - x|, in grey "
+               "levels 0..255"),
     MetricInfo("judge_accuracy", "Judge accuracy", True, "",
                "test accuracy of the judge classifier whose features all sample metrics use"),
 )
