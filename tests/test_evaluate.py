@@ -196,3 +196,28 @@ def test_a_bad_parzen_grid_is_refused_before_any_sampling():
         with pytest.raises(ConfigError, match="eval.parzen_sigmas"):
             check_parzen_sigmas(bad)
     check_parzen_sigmas([0.1, 1])
+
+
+def test_inception_rows_wire_every_set_through_the_weights_file(tmp_path, monkeypatch):
+    import genduel.inception
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not really weights")
+    seen = {}
+
+    def fake_metrics(path, reference, sets, **kw):
+        seen.update(path=path, n_ref=len(reference), sets={k: len(v) for k, v in sets.items()})
+        return {k: {"inception_fid": 1.0} for k in sets}
+
+    monkeypatch.setattr(genduel.inception, "inception_metrics", fake_metrics)
+    images = torch.zeros(30, 1, 4, 4, dtype=torch.uint8)
+    split = Split(images, torch.zeros(30, dtype=torch.int64), ["a"])
+    cfg = EvalConfig(inception_weights=str(weights), inception_samples=10, num_samples=20)
+    from genduel.evaluate_extra import inception_rows
+
+    rows = inception_rows(cfg, {"vae": images[:20], "gan": images[:20]}, split, split,
+                          torch.device("cpu"))
+    assert seen["path"] == weights and seen["n_ref"] == 10
+    assert seen["sets"] == {"vae": 10, "gan": 10, "real": 10}
+    assert set(rows) == {"vae", "gan", "real"}
+    assert "sha256" in rows["real"]["inception_protocol"]

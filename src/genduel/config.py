@@ -119,6 +119,7 @@ class EvalConfig:
     iwae_k: list = _f([1, 10, 100], help="importance samples per IWAE bound")
     likelihood_images: int = _f(1000, min=0, help="test images for IWAE bounds; 0 = all")
     inception_weights: str = _f("", help="path to Inception-v3 weights; empty = judge only")
+    inception_samples: int = _f(1000, min=2, help="images per set for the Inception metrics")
     parzen_samples: int = _f(10000, min=1, help="kernel centres from draw 0 (capped at "
                              "num_samples); the real row uses as many train images")
     parzen_val_images: int = _f(1000, min=1, help="val images that choose the Parzen sigma")

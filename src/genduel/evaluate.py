@@ -249,6 +249,11 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     for name, values in results.items():
         values.update(parzen[name])
         values["protocol"] = protocol
+    if cfg.inception_weights:
+        samples = {name: run.first_draw for name, run in runs.items()}
+        for name, values in evaluate_extra.inception_rows(cfg, samples, inputs.train,
+                                                         inputs.test, device).items():
+            results[name].update(values)
     return results
 
 

@@ -164,3 +164,28 @@ def parzen_rows(centres: dict[str, torch.Tensor], val: torch.Tensor, test: torch
                  out[name]["parzen_ll_nats"], out[name]["parzen_sigma"], len(images),
                  time.perf_counter() - start)
     return out
+
+
+def inception_rows(cfg: EvalConfig, samples: dict[str, torch.Tensor], train: Split, test: Split,
+                   device: torch.device) -> dict[str, dict[str, Any]]:
+    """Standard Inception-v3 FID/KID/IS (``eval.inception_weights``) for every row.
+
+    ``eval.inception_samples`` images per set: the first of each model's draw 0, a seeded subset
+    of the test images for the real row, against a seeded subset of train images. Inception-v3
+    costs ~6 GFLOP per image at 299x299, so on a CPU keep the count small (1000: minutes).
+    """
+    from pathlib import Path
+
+    from genduel.evaluate import sha256_file, subset
+    from genduel.inception import inception_metrics
+
+    weights = Path(cfg.inception_weights)
+    n = min(cfg.inception_samples, cfg.num_samples, len(test))
+    sets = {name: images[:n] for name, images in samples.items()}
+    sets["real"] = subset(test, n, cfg.seed)
+    rows = inception_metrics(weights, subset(train, n, cfg.seed), sets,
+                             batch_size=min(cfg.batch_size, 100), device=device,
+                             is_splits=cfg.is_splits, kid_subsets=cfg.kid_subsets,
+                             kid_subset_size=min(cfg.kid_subset_size, n), seed=cfg.seed)
+    note = f"{weights} (sha256 {sha256_file(weights)}), {n} images per set"
+    return {name: {**values, "inception_protocol": note} for name, values in rows.items()}

@@ -46,6 +46,13 @@ _ROWS = (
     MetricInfo("recall", "Recall", True, "",
                "share of reference images inside the k-NN manifold of the sample features "
                "(Kynkaanniemi et al. 2019): diversity"),
+    MetricInfo("inception_fid", "FID (Inception-v3)", False, "",
+               "FID on the 2048-d pool features of the standard Inception-v3 (only with "
+               "eval.inception_weights); comparable with published FIDs at equal sample counts"),
+    MetricInfo("inception_kid", "KID (Inception-v3)", False, "",
+               "KID on Inception-v3 pool features (only with eval.inception_weights)"),
+    MetricInfo("inception_is", "Inception Score (Inception-v3)", True, "",
+               "IS from Inception-v3's 1008 logits (only with eval.inception_weights)"),
     MetricInfo("classes_covered", "Classes covered", True, "classes",
                "classes the judge predicts for at least one sample"),
     MetricInfo("classes_well_covered", "Classes well covered", True, "classes",
