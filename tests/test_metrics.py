@@ -126,8 +126,9 @@ def test_kid_equals_torch_fidelity_with_the_same_seed():
     ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=7,
                                  kid_subset_size=150, rng_seed=11, verbose=False)
     mean, std = M.kid(a, b, subsets=7, subset_size=150, seed=11)
-    assert mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-10)
-    assert std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-8)
+    # same subsets; our Gram matrices are float32 (accumulated in float64), theirs float64
+    assert mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-5)
+    assert std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-4)
 
 
 def test_kid_is_unbiased_for_equal_distributions_and_positive_for_shifted_ones():
