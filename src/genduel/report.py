@@ -7,7 +7,6 @@ into ``<out>/figures`` so the report directory is self-contained.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import shutil
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from genduel.document import Block, Figure, Heading, Para, Table, to_html, to_markdown
 from genduel.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -41,32 +41,6 @@ PARZEN_CAVEAT = (
     "distance can rank blurry or memorized samples above good ones (Theis et al. 2016). It is "
     "a density on [0, 1] pixels, not a probability of 8-bit images, so it is not comparable "
     "with the ELBO and IWAE rows: compare it only across the columns of its own row.")
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Para:
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass(frozen=True)
-class Figure:
-    path: str  # relative to the report directory
-    caption: str
-
-
-Block = Heading | Para | Table | Figure
 
 
 @dataclass(frozen=True)
@@ -290,57 +264,6 @@ def protocol_rows(inp: ReportInputs, commit: str) -> list[list[str]]:
         ["MLflow runs", ", ".join(f"{m}: `{t.get('mlflow_run_id', '')}`"
                                   for m, t in inp.training.items())],
     ]
-
-
-def to_markdown(blocks: list[Block]) -> str:
-    out = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append("#" * b.level + " " + b.text)
-        elif isinstance(b, Para):
-            out.append(b.text)
-        elif isinstance(b, Figure):
-            out.append(f"![{b.caption}]({b.path})\n\n*{b.caption}*")
-        else:
-            out.append("| " + " | ".join(b.header) + " |")
-            out[-1] += "\n|" + "---|" * len(b.header)
-            out[-1] += "".join("\n| " + " | ".join(r) + " |" for r in b.rows)
-        out.append("")
-    return "\n".join(out)
-
-
-def _inline_html(text: str) -> str:
-    """The little inline Markdown the blocks use: images, **bold**, *italic*, `code`."""
-    import re
-
-    text = html.escape(text, quote=False)
-    text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', text)
-    text = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"\*([^*]+)\*", r"<i>\1</i>", text)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-
-
-def to_html(blocks: list[Block], title: str) -> str:
-    body = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            body.append(f"<p>{_inline_html(b.text)}</p>")
-        elif isinstance(b, Figure):
-            body.append(f'<figure><img src="{b.path}" alt="{html.escape(b.caption)}">'
-                        f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
-        else:
-            head = "".join(f"<th>{_inline_html(h)}</th>" for h in b.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>"
-                           for r in b.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-             "padding:4px 8px;text-align:left}img{max-width:100%}figure{margin:1em 0}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
 
 
 def write_report(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir: Path,
