@@ -221,3 +221,18 @@ def test_inception_rows_wire_every_set_through_the_weights_file(tmp_path, monkey
     assert seen["sets"] == {"vae": 10, "gan": 10, "real": 10}
     assert set(rows) == {"vae", "gan", "real"}
     assert "sha256" in rows["real"]["inception_protocol"]
+
+
+def test_judge_features_do_not_depend_on_the_batch_size():
+    from genduel.config import JudgeConfig
+    from genduel.evaluate import embed
+    from genduel.models.judge import Judge
+
+    torch.manual_seed(0)
+    judge = Judge(JudgeConfig(width=4, feature_dim=16), (1, 28, 28), 10)
+    images = torch.randint(0, 256, (23, 1, 28, 28), dtype=torch.uint8)
+    a = embed(judge, images, 5, torch.device("cpu"))
+    b = embed(judge, images, 23, torch.device("cpu"))
+    assert a.features.shape == (23, 16) and a.logits.shape == (23, 10)
+    assert abs(a.features - b.features).max() < 1e-5
+    assert abs(a.logits - b.logits).max() < 1e-5
