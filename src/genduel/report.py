@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from genduel.document import Block, Figure, Heading, Para, Table, to_html, to_markdown
+from genduel.errors import DataError
 from genduel.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,11 @@ class ReportInputs:
 
 def load_inputs(metrics_dir: Path, data_dir: Path, title: str) -> ReportInputs:
     def read(path: Path) -> dict[str, Any]:
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path} is missing or unreadable ({exc.__class__.__name__}); run "
+                            "the stages before report: dvc repro") from exc
 
     return ReportInputs(
         evals={m: read(metrics_dir / f"eval_{m}.json") for m in MODELS},
