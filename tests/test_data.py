@@ -1,4 +1,4 @@
-"""Known-answer tests for genduel.data: IDX I/O, source discovery, splits and pixel range."""
+"""Known-answer tests for genduel.data and genduel.rawdata: IDX I/O, sources, splits, pixels."""
 
 from __future__ import annotations
 
@@ -13,23 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from genduel import data
+from genduel import rawdata
 from genduel.config import DataConfig
 from genduel.data import (
-    IDX_FILES,
     Split,
     batches,
-    load_source,
     load_split,
     prepare,
-    read_idx,
     save_grid,
     split_indices,
     to_model_range,
     to_uint8,
-    write_idx,
 )
 from genduel.errors import ConfigError, DataError
+from genduel.rawdata import IDX_FILES, load_source, read_idx, write_idx
 
 N_TRAIN, N_TEST = 300, 100
 REPO = Path(__file__).resolve().parents[1]
@@ -236,7 +233,7 @@ def test_images_and_labels_must_agree(fake: dict) -> None:
         run_prepare(fake)
 
 
-@pytest.mark.skipif(not (data.SYSTEM_DIR / "train-labels-idx1-ubyte.gz").exists(),
+@pytest.mark.skipif(not (rawdata.SYSTEM_DIR / "train-labels-idx1-ubyte.gz").exists(),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_debian_copy_passes_published_checksums(tmp_path: Path) -> None:
     src = load_source(DataConfig(allow_download=False), tmp_path / "empty")
@@ -275,7 +272,7 @@ def load_stage_script():
 def test_stage_script_writes_outputs_and_reports_errors(fake: dict, monkeypatch, capsys) -> None:
     stage = load_stage_script()
     monkeypatch.chdir(fake["tmp"])
-    monkeypatch.setattr(data, "SYSTEM_DIR", fake["system"])
+    monkeypatch.setattr(rawdata, "SYSTEM_DIR", fake["system"])
     Path("params.yaml").write_text(
         "data:\n  val_size: 50\n  verify_checksums: false\n  allow_download: false\n"
     )
