@@ -37,10 +37,10 @@ def run_stage(name: str, body: Callable[[], None]) -> int:
     try:
         body()
     except GenDuelError as exc:
-        print(f"genduel {name}: error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"genduel {name}: error: {exc}\n")  # the one line a user reads
         return 2
     except KeyboardInterrupt:
-        print(f"genduel {name}: interrupted; checkpoints written so far are kept", file=sys.stderr)
+        sys.stderr.write(f"genduel {name}: interrupted; checkpoints written so far are kept\n")
         return 130
     seconds = time.perf_counter() - start
     log.info("stage %s finished in %.1f s", name, seconds)

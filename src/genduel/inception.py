@@ -95,7 +95,7 @@ def load_inception(weights_path: Path, device: torch.device | str = "cpu") -> nn
     The file must hold the state dict of ``FeatureExtractorInceptionV3`` (566 tensors, 23.9 M
     parameters). It is first read with ``torch.load(weights_only=True)``, so a file that is not
     a plain tensor state dict is refused before torch-fidelity unpickles it itself (it calls
-    ``torch.load(path, weights_only=False)``).
+    an unrestricted unpickling ``torch.load``).
 
     Args:
         weights_path: the weights file (``eval.inception_weights``).
