@@ -20,6 +20,7 @@ from genduel.likelihood import (
     gaussian_log_prob,
     iwae_from_log_weights,
 )
+from genduel.models import from_checkpoint
 from genduel.models.vae import (
     VAE,
     ELBOTerms,
@@ -30,7 +31,6 @@ from genduel.models.vae import (
     iwae_bound,
     iwae_estimate,
     log_importance_weights,
-    vae_from_checkpoint,
     vae_log_likelihood_fn,
     vae_loss,
 )
@@ -292,7 +292,7 @@ def test_train_vae_end_to_end(tmp_path: Path) -> None:
     assert result["val_bits_per_dim"] == pytest.approx(bits_per_dim(again, 784))
     with torch.no_grad():
         z = torch.randn(3, 4)
-        assert torch.equal(vae_from_checkpoint(ckpt).decode(z)[0], rebuilt.eval().decode(z)[0])
+        assert torch.equal(from_checkpoint(ckpt, "vae").decode(z)[0], rebuilt.eval().decode(z)[0])
     art = tmp_path / "art"
     for name in ("samples_epoch001.png", "recon_epoch001.png"):
         assert (art / name).read_bytes()[:4] == b"\x89PNG"

@@ -146,13 +146,6 @@ def build_vae(model_config: dict[str, Any]) -> VAE:
     return VAE(cfg, (c, h, w))
 
 
-def vae_from_checkpoint(checkpoint: dict[str, Any]) -> VAE:
-    """The trained VAE of a ``kind == "vae"`` checkpoint dict, weights loaded, in eval mode."""
-    model = build_vae(checkpoint["model_config"])
-    model.load_state_dict(checkpoint["state_dicts"]["vae"])
-    return model.eval()
-
-
 def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, num_samples: int,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """S reparameterized draws ``z = mu + exp(logvar / 2) * eps``, eps ~ N(0, I): (B, S, D).
