@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genduel import diagnostics
+from genduel.errors import DataError
 from genduel.report import (
     NO_ENCODER,
     Figure,
     Heading,
     Para,
+    ReportInputs,
     Table,
     fmt,
     inference_blocks,
@@ -17,6 +26,16 @@ from genduel.report import (
     to_html,
     to_markdown,
     winners,
+    write_report,
+)
+from genduel.report_sections import (
+    DASH,
+    Extras,
+    diagnostics_blocks,
+    diagnostics_rows,
+    draw_extra_figures,
+    load_extras,
+    model_blocks,
 )
 
 
@@ -104,3 +123,161 @@ def test_markdown_and_html_render_the_same_blocks():
     assert "# Title" in md and "| a | b |" in md and "![cap](figures/y.png)" in md
     assert "<h1>Title</h1>" in page and "<b>bold</b>" in page and "<code>code</code>" in page
     assert '<img alt="x" src="figures/x.png">' in page and '<img src="figures/y.png"' in page
+
+
+VAE_PARAMS = {"latent_dim": 16, "width": 32, "epochs": 4, "batch_size": 128, "lr": 0.001,
+              "beta": 1.0, "mc_samples": 1, "conditional": True, "log_every": 10}
+GAN_PARAMS = {"latent_dim": 64, "width": 24, "epochs": 4, "batch_size": 128, "loss": "wgan_gp",
+              "gp_weight": 10.0, "d_steps": 5, "optimizer": "adam", "lr_g": 0.0002,
+              "lr_d": 0.0002, "beta1": 0.5, "beta2": 0.9, "momentum": 0.5,
+              "conditional": False, "init_from_vae": True}
+
+
+def with_params(vae: dict | None = VAE_PARAMS, gan: dict | None = GAN_PARAMS) -> dict:
+    ev = evals(30, 20, 7, 5)
+    for name, params in (("vae", vae), ("gan", gan)):
+        if params is not None:
+            ev[name]["model_params"] = params
+    return ev
+
+
+def test_models_table_shows_each_variants_settings_and_dashes_where_not_applicable():
+    blocks = model_blocks(with_params())
+    assert blocks[0] == Heading("Models compared")
+    table = blocks[1]
+    assert table.header == ["Setting", "VAE", "GAN"]
+    rows = {r[0]: r[1:] for r in table.rows}
+    assert rows["Class-conditional"] == ["yes", "no"]
+    assert rows["Objective"][0] == "ELBO (β = 1)" and rows["Objective"][1].startswith("WGAN-GP")
+    assert rows["Gradient penalty weight λ"] == [DASH, "10"]
+    assert rows["D (critic) steps per G step"] == [DASH, "5"]
+    assert rows["Monte Carlo samples of z per image"] == ["1", DASH]
+    assert rows["Optimizer"][1] == "Adam, β1 0.5, β2 0.9"
+    assert rows["Learning rate"] == ["0.001", "G 0.0002, D 0.0002"]
+    assert rows["Generator initialized from the VAE decoder"] == [DASH, "yes"]
+    text = to_markdown(blocks)
+    assert "logsumexp_y" in text and "uniform p(y) = 1/K" in text  # the CVAE's marginal bound
+    assert "labels drawn uniformly" in text and "conditional VAE draws its samples" in text
+
+
+def test_models_table_for_unconditional_bce_models_and_older_eval_files():
+    vae = {**VAE_PARAMS, "conditional": False, "beta": 4.0}
+    gan = {**GAN_PARAMS, "loss": "non_saturating", "optimizer": "sgd_momentum"}
+    blocks = model_blocks(with_params(vae, gan))
+    rows = {r[0]: r[1:] for r in blocks[1].rows}
+    assert "Gradient penalty weight λ" not in rows  # λ only applies to WGAN-GP
+    assert rows["Optimizer"][1] == "SGD, momentum 0.5"
+    assert "not the ELBO" in rows["Objective"][0]
+    assert len(blocks) == 2  # no conditional model: no notes
+    assert model_blocks(with_params(None, None)) == []  # eval files without model_params
+    only_gan = model_blocks(with_params(None, gan))[1]
+    assert all(r[1] == DASH for r in only_gan.rows)
+
+
+def diag_rows(loss: str = "minimax") -> list[dict]:
+    base = {"step": 10.0, "d_loss": 1.0, "g_loss": 1.5, "d_real": 0.7, "d_fake": 0.3, "gp": 0.0,
+            "d_loss_std": 0.1, "g_loss_std": 0.2, "seconds": 1.0}
+    rows = [{**base, "epoch": 1.0, "d_acc": 0.97}, {**base, "epoch": 2.0, "d_acc": 0.8}]
+    logits = [np.eye(10)[np.arange(100) % 10] * 5, np.eye(10)[np.arange(100) % 2] * 5]
+    return diagnostics.epoch_table(rows, logits, 10, loss)
+
+
+def test_diagnostics_rows_format_each_epoch():
+    rows = diagnostics_rows(diag_rows())
+    assert rows[0][:7] == ["1", "0.7", "0.3", "0.97", "1 ± 0.1", "1.5 ± 0.2", "10 / 10"]
+    assert rows[0][7].startswith("discriminator saturated")
+    assert rows[1][6] == "2 / 2" and rows[1][7].startswith("possible mode collapse")
+    no_samples = diagnostics.epoch_table([{"epoch": 1.0, "d_acc": 0.8}], [], 10, "minimax")
+    assert diagnostics_rows(no_samples)[0][6:] == ["n/a", DASH]
+
+
+def test_diagnostics_section_labels_critic_scores_for_wgan():
+    ev = with_params()
+    md = to_markdown(diagnostics_blocks(Extras(diag_rows("wgan_gp")), ev, {}, 10))
+    assert "| Epoch | critic f(x) | critic f(G(z)) | Critic accuracy |" in md
+    assert "Epoch 1: critic separates real and fake almost perfectly" in md
+    bce = to_markdown(diagnostics_blocks(Extras(diag_rows()), with_params(None, None), {}, 10))
+    assert "| Epoch | D(x) | D(G(z)) | D accuracy |" in bce and "Reading the flags" in bce
+    assert "Epoch 1: discriminator saturated (accuracy >= 0.95)." in bce
+    assert diagnostics_blocks(Extras(), ev, {}, 10) == []
+
+
+def test_study_index_entries_must_point_at_files(tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "index.json").write_text(json.dumps(
+        {"figures": [{"file": "missing.png", "title": "t", "caption": "c"}]}))
+    extras = load_extras(tmp_path)
+    with pytest.raises(DataError, match="missing.png"):
+        draw_extra_figures(extras, tmp_path, 10)
+    (tmp_path / "studies" / "index.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="index"):
+        load_extras(tmp_path)
+
+
+def png(path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, np.zeros((4, 4)), cmap="gray")
+
+
+def fake_run(root: Path, *, extras: bool) -> ReportInputs:
+    """The files write_report reads, tiny; with ``extras`` also the optional eval outputs."""
+    data, ev, art = root / "data", root / "eval", root / "artifacts"
+    for path in (data / "real_grid.png", ev / "samples_vae.png", ev / "samples_gan.png",
+                 ev / "reconstructions_vae.png"):
+        png(path)
+    logits = np.eye(10)[np.arange(50) % 10]
+    for name in ("vae", "gan"):
+        np.savez(ev / f"features_{name}.npz", logits=logits)
+    np.savez(ev / "features_real.npz", test_logits=logits)
+    (art / "train_vae").mkdir(parents=True)
+    (art / "train_gan").mkdir(parents=True)
+    (art / "train_vae" / "history.csv").write_text("step,elbo_nats\n1,-3000\n2,-2500\n")
+    (art / "train_vae" / "epochs.csv").write_text("epoch,val_elbo_nats\n1,-2100\n")
+    (art / "train_gan" / "history.csv").write_text(
+        "step,d_loss,g_loss,d_real,d_fake\n1,1.3,0.7,0.5,0.5\n2,1.0,1.0,0.6,0.4\n")
+    if extras:
+        diagnostics.write_table(diag_rows("wgan_gp"), ev / "gan_diagnostics.csv")
+        png(ev / "studies" / "interp_vae.png")
+        (ev / "studies" / "index.json").write_text(json.dumps({"figures": [
+            {"file": "interp_vae.png", "title": "VAE interpolation", "caption": "Rows join x_a"}]}))
+    proto = {"draws": 3, "num_samples": 50, "sample_seeds": [4, 5, 6], "reference": "r",
+             "pixels": "p", "features": "f", "judge_sha256": "abc", "is_splits": 10,
+             "kid_subsets": 2, "kid_subset_size": 10, "pr_k": 3, "libraries": {"torch": "2"}}
+    ev_json = with_params() if extras else evals(30, 20, 7, 5)
+    for values in ev_json.values():
+        values["protocol"] = proto
+    return ReportInputs(evals=ev_json, judge={"test_accuracy": 0.9},
+                        training={"vae": {"epochs": 1}, "gan": {"epochs": 1}},
+                        manifest={"dataset": "fashion_mnist", "classes": list("abcdefghij")},
+                        title="GenDuel test")
+
+
+def build(root: Path, inp: ReportInputs) -> tuple[str, str]:
+    md = write_report(inp, eval_dir=root / "eval", artifacts_dir=root / "artifacts",
+                      data_dir=root / "data", out_dir=root / "reports", commit="c0ffee")
+    return md.read_text(), (root / "reports" / "report.html").read_text()
+
+
+def test_report_has_the_optional_sections_and_figures_when_their_inputs_exist(tmp_path):
+    md, page = build(tmp_path, fake_run(tmp_path, extras=True))
+    heads = [line for line in md.splitlines() if line.startswith("#")]
+    assert heads.index("## Models compared") < heads.index("## Sample quality and diversity "
+                                                            "(judge features)")
+    assert heads.index("## Samples") < heads.index("## Latent space")
+    assert "### VAE interpolation" in heads and "## GAN training diagnostics" in heads
+    assert "![Rows join x_a](figures/studies_interp_vae.png)" in md
+    assert "figures/gan_diagnostics.png" in md and "critic f(x)" in md
+    assert "Epoch 1: critic separates real and fake" in md
+    for fig in ("studies_interp_vae.png", "gan_diagnostics.png"):
+        assert (tmp_path / "reports" / "figures" / fig).stat().st_size > 0
+    assert "<h2>GAN training diagnostics</h2>" in page and "<h3>VAE interpolation</h3>" in page
+
+
+def test_report_builds_without_the_optional_inputs(tmp_path):
+    md, page = build(tmp_path, fake_run(tmp_path, extras=False))
+    for heading in ("Models compared", "GAN training diagnostics", "Latent space"):
+        assert f"## {heading}" not in md and f"<h2>{heading}</h2>" not in page
+    assert "## Samples" in md and "## Protocol" in md
+    assert not (tmp_path / "reports" / "figures" / "gan_diagnostics.png").exists()

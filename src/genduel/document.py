@@ -4,8 +4,10 @@ and to HTML from the same list, so the two never disagree."""
 from __future__ import annotations
 
 import html
+import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,19 @@ class Figure:
 
 
 Block = Heading | Para | Table | Figure
+
+
+def fmt(value: Any, std: Any = None) -> str:
+    """``12.3 ± 0.4`` with 3-4 significant digits; ``n/a`` for missing values."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        text = f"{value:.4g}"
+    if std is not None and std > 0:
+        text += f" ± {std:.2g}"
+    return text
 
 
 def to_markdown(blocks: list[Block]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,3 +86,54 @@ def plot_class_histograms(logits: dict[str, np.ndarray], classes: Sequence[str],
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_gan_diagnostics(rows_or_csv: Sequence[dict[str, Any]] | Path | str, path: Path,
+                         num_classes: int | None = None) -> None:
+    """Per-epoch GAN diagnostics (rows of :func:`genduel.diagnostics.epoch_table` or its CSV).
+
+    Left: discriminator (critic) accuracy on real vs fake, with the equilibrium 0.5 and the
+    saturation threshold. Right: classes covered and well covered by the epoch's samples
+    (absent when no per-epoch samples were saved), with ``num_classes`` as a reference line.
+    """
+    from genduel import diagnostics
+
+    rows = (diagnostics.read_table(Path(rows_or_csv)) if isinstance(rows_or_csv, str | Path)
+            else list(rows_or_csv))
+
+    def col(key: str) -> np.ndarray:
+        return np.array([diagnostics.number(r, key) for r in rows], dtype=np.float64)
+
+    plt = _pyplot()
+    epochs = col("epoch")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax1.plot(epochs, col("d_acc"), marker="o", label="accuracy")
+    ax1.axhline(0.5, color="grey", lw=0.8, ls="--", label="0.5 (chance / equilibrium)")
+    ax1.axhline(diagnostics.SATURATED_ACCURACY, color="tab:red", lw=0.8, ls=":",
+                label=f"{diagnostics.SATURATED_ACCURACY} (saturated)")
+    ax1.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02),
+            title="Discriminator accuracy, real vs fake")
+    ax1.legend(loc="lower right")
+    _coverage_panel(ax2, epochs, col("classes_covered"), col("classes_well_covered"),
+                    num_classes)
+    for ax in (ax1, ax2):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _coverage_panel(ax, epochs: np.ndarray, covered: np.ndarray, well: np.ndarray,
+                    num_classes: int | None) -> None:
+    """Classes covered and well covered per epoch; a note when no epoch has samples."""
+    ax.set(xlabel="epoch", ylabel="classes", title="Judge classes in each epoch's samples")
+    if not np.isfinite(well).any():
+        ax.text(0.5, 0.5, "no per-epoch samples saved", ha="center", va="center",
+                transform=ax.transAxes)
+        return
+    ax.plot(epochs, covered, marker="s", label="covered (>= 1 sample)")
+    ax.plot(epochs, well, marker="o", label="well covered")
+    if num_classes:
+        ax.axhline(num_classes, color="grey", lw=0.8, ls="--", label=f"all {num_classes}")
+    ax.set_ylim(0, (num_classes or np.nanmax(covered)) + 0.5)
+    ax.legend(loc="lower right")

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from genduel.document import Block, Figure, Heading, Para, Table, to_html, to_markdown
+from genduel import report_sections as sections
+from genduel.document import Block, Figure, Heading, Para, Table, fmt, to_html, to_markdown
 from genduel.errors import DataError
 from genduel.metrics import METRICS
 
@@ -70,19 +71,6 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str) -> ReportInputs:
         manifest=read(data_dir / "manifest.json"),
         title=title,
     )
-
-
-def fmt(value: Any, std: Any = None) -> str:
-    """``12.3 ± 0.4`` with 3-4 significant digits; ``n/a`` for missing values."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "n/a"
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-    else:
-        text = f"{value:.4g}"
-    if std is not None and std > 0:
-        text += f" ± {std:.2g}"
-    return text
 
 
 def arrow(key: str) -> str:
@@ -206,9 +194,12 @@ def draw_figures(eval_dir: Path, artifacts_dir: Path, data_dir: Path, classes: l
     return out
 
 
-def build_blocks(inp: ReportInputs, figs: dict[str, str], commit: str) -> list[Block]:
-    """The document, top to bottom."""
+def build_blocks(inp: ReportInputs, figs: dict[str, str], commit: str,
+                 extras: sections.Extras | None = None) -> list[Block]:
+    """The document, top to bottom; ``extras`` adds the optional sections whose inputs exist."""
     ev, proto = inp.evals, inp.evals["vae"]["protocol"]
+    extras = extras or sections.Extras()
+    num_classes = len(inp.manifest.get("classes") or range(10))
     header = ["Metric", "Better", COLUMNS["vae"], COLUMNS["gan"], COLUMNS["real"]]
     return [
         Heading(inp.title, 1),
@@ -217,6 +208,7 @@ def build_blocks(inp: ReportInputs, figs: dict[str, str], commit: str) -> list[B
              f"{proto['num_samples']} samples per model; the *Real data* column scores held-out "
              "test images the same way, i.e. what a perfect model would get at this sample size."),
         Para("**Verdict by metric.** " + winners(ev)),
+        *sections.model_blocks(ev),
         Heading("Sample quality and diversity (judge features)"),
         Table(header, metric_rows(ev)),
         Para("FID and KID here use the features of the pipeline's own judge classifier, not "
@@ -233,12 +225,14 @@ def build_blocks(inp: ReportInputs, figs: dict[str, str], commit: str) -> list[B
                               "reconstructions (decoder mean at the posterior mean)"),
         Figure(figs["class_histograms"], "Class histogram of the judge's predictions: a model "
                                          "that drops classes (mode collapse) shows missing bars"),
+        *sections.latent_blocks(extras, figs),
         Heading("Training"),
         Figure(figs["vae_curves"], "VAE: training terms per step and validation ELBO per epoch"),
         Figure(figs["gan_curves"], "GAN: losses and discriminator outputs per generator step"),
         Table(["Model", "Epochs", "Steps", "Training time (s)"],
               [[m.upper(), fmt(t.get("epochs")), fmt(t.get("steps")),
                 fmt(t.get("train_seconds"))] for m, t in inp.training.items()]),
+        *sections.diagnostics_blocks(extras, ev, figs, num_classes),
         Heading("Protocol"),
         Table(["Item", "Value"], protocol_rows(inp, commit)),
     ]
@@ -276,7 +270,9 @@ def write_report(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data
     """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir``; returns the .md."""
     classes = inp.manifest.get("classes") or [str(i) for i in range(10)]
     figs = draw_figures(eval_dir, artifacts_dir, data_dir, classes, out_dir / "figures")
-    blocks = build_blocks(inp, figs, commit)
+    extras = sections.load_extras(eval_dir)
+    figs.update(sections.draw_extra_figures(extras, out_dir / "figures", len(classes)))
+    blocks = build_blocks(inp, figs, commit, extras)
     (out_dir / "report.md").write_text(to_markdown(blocks))
     (out_dir / "report.html").write_text(to_html(blocks, inp.title))
     log.info("report written to %s", out_dir / "report.md")
