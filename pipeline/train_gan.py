@@ -10,6 +10,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--init", type=Path, default=Path("models/gan_init.pt"))
     parser.add_argument("--checkpoint", type=Path, default=Path("models/gan.pt"))
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/train_gan"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/train_gan.json"))
@@ -17,14 +18,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         from genduel import data, stages
+        from genduel.gan_init import load_init
         from genduel.models import from_checkpoint
         from genduel.train_gan import train_gan
 
         def train(ctx: stages.StageContext) -> dict[str, float]:
-            return train_gan(ctx.params["gan"], data.load_split(args.data, "train"),
-                             device=ctx.device, amp=ctx.amp, tracker=ctx.tracker,
-                             checkpoint_path=args.checkpoint, artifacts_dir=args.artifacts)
-
+            cfg = ctx.params["gan"]
+            return train_gan(cfg, data.load_split(args.data, "train"), device=ctx.device,
+                             amp=ctx.amp, tracker=ctx.tracker, checkpoint_path=args.checkpoint,
+                             artifacts_dir=args.artifacts, init_state=load_init(args.init, cfg))
 
         stages.run_training("train_gan", "gan", checkpoint=args.checkpoint, metrics=args.metrics,
                             kind="gan", train=train,

@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
                              tracker=ctx.tracker, checkpoint_path=args.checkpoint,
                              artifacts_dir=args.artifacts)
 
-
         stages.run_training("train_vae", "vae", checkpoint=args.checkpoint, metrics=args.metrics,
                             kind="vae", train=train,
                             rebuild=lambda ckpt: from_checkpoint(ckpt, "vae"))

@@ -70,10 +70,12 @@ def test_stage_deps_list_exactly_the_imported_library_modules(stage):
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_declared_params_sections_exist_and_match_their_dataclass(stage):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section in STAGES[stage].get("params", []):
+    for entry in STAGES[stage].get("params", []):
+        section, _, key = entry.partition(".")  # a whole section or one "section.key"
         assert section in SECTIONS, f"{stage} declares unknown section {section}"
         fields = {f.name for f in dataclasses.fields(SECTIONS[section])}
         assert set(params[section]) == fields, f"params.yaml {section} differs from its dataclass"
+        assert not key or key in fields, f"{stage} declares unknown param {entry}"
 
 
 def test_params_yaml_validates():

@@ -1,21 +1,26 @@
-"""Training loop of the GAN: Algorithm 1 of Goodfellow et al. (2014) with Adam.
+"""Training loop of the GAN: Algorithm 1 of Goodfellow et al. (2014), Adam or SGD with momentum.
 
-One *step* is one generator update: k = ``gan.d_steps`` discriminator updates, each on a fresh
-real batch and fresh noise, then one generator update on fresh noise (see :func:`gan_train_step`).
-An epoch is one pass over the shuffled training set in real batches, i.e.
-``floor(N / batch_size) // k`` steps. Per epoch: a sample grid from a fixed noise batch, a row of
-``epochs.csv`` and an atomic checkpoint, so a crash loses at most one epoch.
+One *step* is one generator update: k = ``gan.d_steps`` discriminator (critic) updates, each on a
+fresh real batch and fresh noise, then one generator update on fresh noise (see
+:func:`gan_train_step`). ``gan.loss`` picks the objective: the minimax game with the saturating or
+the non-saturating generator loss, or WGAN-GP (critic loss plus ``gan.gp_weight`` times the
+gradient penalty). An epoch is one pass over the shuffled training set in real batches, i.e.
+``floor(N / batch_size) // k`` steps. Per epoch: a sample grid from a fixed noise batch, a fixed
+set of ``gan.diag_samples`` samples for the class-coverage diagnostic (``epoch_samples.pt``), a
+row of ``epochs.csv`` (means and within-epoch std of the losses) and an atomic checkpoint, so a
+crash loses at most one epoch.
 
 Randomness comes from explicit generators seeded from ``gan.seed``: the global RNG forked and
 seeded with ``seed`` initialises the weights, ``seed`` shuffles the training set (CPU),
-``seed + 1`` draws the training noise (on the device), ``seed + 2`` the fixed grid noise (CPU, so
-grids match across devices).
+``seed + 1`` draws the training noise (on the device), ``seed + 2`` the fixed grid noise and
+``seed + 3`` the diagnostic noise (CPU, so grids match across devices).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import sys
 import time
@@ -28,7 +33,14 @@ import torch
 from genduel.checkpoint import save_checkpoint
 from genduel.config import GANConfig
 from genduel.errors import DataError, TrainingError
-from genduel.models.gan import Discriminator, Generator, d_loss, g_loss
+from genduel.models.gan import (
+    Discriminator,
+    Generator,
+    critic_loss,
+    d_loss,
+    g_loss,
+    gradient_penalty,
+)
 from genduel.runtime import autocast, eval_mode, make_generator, rng_state
 from genduel.tracking import CsvLog, Tracker
 
@@ -38,9 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Keys returned by :func:`gan_train_step`, logged as ``train/<key>``.
-STEP_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc")
+STEP_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc", "gp")
 HISTORY_COLUMNS = ("step", "epoch", *STEP_KEYS)
-EPOCH_COLUMNS = ("epoch", "step", *STEP_KEYS, "seconds")
+#: Per epoch: means of STEP_KEYS over all steps, and the std of the step losses (oscillation).
+EPOCH_COLUMNS = ("epoch", "step", *STEP_KEYS, "d_loss_std", "g_loss_std", "seconds")
 
 
 def _check_finite(name: str, loss: torch.Tensor, step: int) -> None:
@@ -52,51 +65,70 @@ def _check_finite(name: str, loss: torch.Tensor, step: int) -> None:
 
 
 def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: torch.Tensor,
-              *, generator: torch.Generator | None, amp_ctx: contextlib.AbstractContextManager,
-              step: int) -> torch.Tensor:
-    """One ascent step of D on V(D, G); returns [loss, sum D(x), sum D(G(z)), correct] (4,)."""
+              y: torch.Tensor | None, cfg: GANConfig, *, generator: torch.Generator | None,
+              amp_ctx: contextlib.AbstractContextManager, step: int) -> torch.Tensor:
+    """One D (critic) update; returns [loss, sum D(x), sum D(G(z)), correct, penalty] (5,).
+
+    For BCE losses D(.) is sigmoid(logit) and "correct" thresholds it at 1/2. For WGAN-GP the
+    sums are of raw critic scores and a score counts as "real" above the midpoint of the batch's
+    mean real and mean fake scores (a critic has no absolute threshold). Fakes of a conditional G
+    use the real batch's labels y, so D compares like with like.
+    """
     z = G.sample_latent(x.shape[0], generator)  # (B, latent)
     with amp_ctx:
         with torch.no_grad():
-            fake = G(z)  # (B, C, H, W); G gets no gradient from D's update
+            fake = G(z, y)  # (B, C, H, W); G gets no gradient from D's update
         # Separate real and fake passes, as in DCGAN: BatchNorm sees one kind per batch.
-        real_logits, fake_logits = D(x), D(fake)  # (B,), (B,)
-        loss = d_loss(real_logits.float(), fake_logits.float())
+        real_out, fake_out = D(x, y).float(), D(fake, y).float()  # (B,), (B,)
+        if cfg.loss == "wgan_gp":
+            penalty = gradient_penalty(D, x, fake, y, generator).float()
+            loss = critic_loss(real_out, fake_out) + cfg.gp_weight * penalty
+        else:
+            penalty, loss = torch.zeros((), device=x.device), d_loss(real_out, fake_out)
     _check_finite("d_loss", loss, step)
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
     opt_d.step()
     with torch.no_grad():
-        real_logits, fake_logits = real_logits.float(), fake_logits.float()
-        correct = (real_logits > 0).sum() + (fake_logits < 0).sum()  # threshold D = 0.5
-        return torch.stack([loss.detach(), torch.sigmoid(real_logits).sum(),
-                            torch.sigmoid(fake_logits).sum(), correct.float()])
+        if cfg.loss == "wgan_gp":
+            mid = (real_out.mean() + fake_out.mean()) / 2
+            correct = (real_out > mid).sum() + (fake_out <= mid).sum()
+            real_v, fake_v = real_out, fake_out
+        else:
+            correct = (real_out > 0).sum() + (fake_out < 0).sum()  # threshold D = 0.5
+            real_v, fake_v = torch.sigmoid(real_out), torch.sigmoid(fake_out)
+        return torch.stack([loss.detach(), real_v.sum(), fake_v.sum(), correct.float(),
+                            penalty.detach()])
 
 
 def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
                    opt_d: torch.optim.Optimizer, real_batches: Sequence[torch.Tensor],
                    cfg: GANConfig, *, generator: torch.Generator | None,
-                   amp_ctx: contextlib.AbstractContextManager, step: int = 0) -> dict[str, float]:
+                   amp_ctx: contextlib.AbstractContextManager, step: int = 0,
+                   real_labels: Sequence[torch.Tensor] | None = None) -> dict[str, float]:
     """One iteration of Algorithm 1 (Goodfellow et al., 2014): k D updates, then one G update.
 
     For each real batch x_j (j = 1..k): draw z ~ N(0, I) of the same size, and descend
-    ``d_loss = -mean log D(x) - mean log(1 - D(G(z)))``. Then draw fresh z (batch size of the
-    first real batch) and descend ``g_loss(l(G(z)), cfg.loss)``; D's weights get no gradient
-    there (only its input does).
+    ``d_loss = -mean log D(x) - mean log(1 - D(G(z)))`` (for WGAN-GP: ``mean f(G(z)) - mean f(x)
+    + gp_weight * penalty``). Then draw fresh z (batch size of the first real batch) and descend
+    ``g_loss(l(G(z)), cfg.loss)``; D's weights get no gradient there (only its input does).
 
     Args:
         G, D: the networks (put in train mode here).
         opt_g, opt_d: optimizers over G's and D's parameters.
         real_batches: exactly ``cfg.d_steps`` batches (B, C, H, W) in [-1, 1] on G's device.
-        cfg: uses ``d_steps`` and ``loss``.
+        cfg: uses ``d_steps``, ``loss`` and ``gp_weight``.
         generator: draws the noise z (on G's device); None = global RNG.
         amp_ctx: a re-enterable context from :func:`genduel.runtime.autocast`.
         step: the global step number, for error messages only.
+        real_labels: the labels (B,) of each real batch; required by conditional nets (the G
+            update then uses the first batch's labels).
 
     Returns:
         ``d_loss`` (mean over the k updates), ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))
-        and ``d_acc`` = accuracy of D at threshold 0.5 over the k updates' real and fake
-        images (all measured before each D update), and ``g_loss`` of the G update (nats).
+        (critic scores for WGAN-GP), ``d_acc`` = accuracy of D over the k updates' real and fake
+        images (all measured before each D update), ``gp`` = mean gradient penalty (0 unless
+        WGAN-GP), and ``g_loss`` of the G update.
 
     Raises:
         TrainingError: a loss is NaN or infinite; raised before that optimizer step, so the
@@ -106,16 +138,20 @@ def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
     if len(real_batches) != cfg.d_steps:
         raise ValueError(f"gan_train_step needs gan.d_steps = {cfg.d_steps} real batches, "
                          f"got {len(real_batches)}")
+    labels = list(real_labels) if G.conditional else [None] * len(real_batches)
+    if len(labels) != len(real_batches):
+        raise ValueError("a conditional GAN needs one label batch per real batch")
     G.train()
     D.train()
-    d_sums = torch.zeros(4, device=real_batches[0].device)
-    for x in real_batches:
-        d_sums += _d_update(G, D, opt_d, x, generator=generator, amp_ctx=amp_ctx, step=step)
+    d_sums = torch.zeros(5, device=real_batches[0].device)
+    for x, y in zip(real_batches, labels):
+        d_sums += _d_update(G, D, opt_d, x, y, cfg, generator=generator, amp_ctx=amp_ctx,
+                            step=step)
     z = G.sample_latent(real_batches[0].shape[0], generator)  # (B, latent)
     D.requires_grad_(False)  # skip D's weight gradients: only dL/dx flows back into G
     try:
         with amp_ctx:
-            loss_g = g_loss(D(G(z)).float(), cfg.loss)
+            loss_g = g_loss(D(G(z, labels[0]), labels[0]).float(), cfg.loss)
         _check_finite("g_loss", loss_g, step)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -123,10 +159,10 @@ def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
         D.requires_grad_(True)
     opt_g.step()
     n_real = sum(x.shape[0] for x in real_batches)
-    loss_d, s_real, s_fake, correct = d_sums.double().tolist()  # one device sync
+    loss_d, s_real, s_fake, correct, penalty = d_sums.double().tolist()  # one device sync
     return {"d_loss": loss_d / len(real_batches), "g_loss": float(loss_g.detach()),
             "d_real": s_real / n_real, "d_fake": s_fake / n_real,
-            "d_acc": correct / (2 * n_real)}
+            "d_acc": correct / (2 * n_real), "gp": penalty / len(real_batches)}
 
 
 @dataclasses.dataclass
@@ -148,17 +184,20 @@ class _Run:
     images: int = 0  # real images consumed by D updates
 
 
-def _groups(run: _Run, train: Split) -> tuple[int, Iterator[list[torch.Tensor]]]:
+Group = list[tuple[torch.Tensor, torch.Tensor]]  # k (x (B, C, H, W), y (B,)) real batches
+
+
+def _groups(run: _Run, train: Split) -> tuple[int, Iterator[Group]]:
     """(steps per epoch, iterator over lists of k real batches); incomplete groups dropped."""
     from genduel.data import batches
 
     cfg = run.cfg
     drop_last = len(train) >= cfg.batch_size  # a batch of 1 would break BatchNorm
     n_batches = len(train) // cfg.batch_size if drop_last else 1
-    it = (x for x, _ in batches(train, cfg.batch_size, shuffle=True, generator=run.shuffle_gen,
-                                device=run.device, drop_last=drop_last))
+    it = batches(train, cfg.batch_size, shuffle=True, generator=run.shuffle_gen,
+                 device=run.device, drop_last=drop_last)
 
-    def grouped() -> Iterator[list[torch.Tensor]]:
+    def grouped() -> Iterator[Group]:
         for _ in range(n_batches // cfg.d_steps):
             yield [next(it) for _ in range(cfg.d_steps)]
 
@@ -168,23 +207,25 @@ def _groups(run: _Run, train: Split) -> tuple[int, Iterator[list[torch.Tensor]]]
 def _train_epoch(run: _Run, train: Split, epoch: int) -> dict[str, float]:
     """One pass over the training set; logs window means every ``log_every`` G steps.
 
-    Returns the epoch means of :data:`STEP_KEYS`.
+    Returns the epoch means of :data:`STEP_KEYS` and the std over steps of both losses.
     """
     from tqdm import tqdm
 
     total, groups = _groups(run, train)
-    epoch_sum = dict.fromkeys(STEP_KEYS, 0.0)
+    steps = {k: [] for k in STEP_KEYS}
     window, count = dict.fromkeys(STEP_KEYS, 0.0), 0
     bar = tqdm(total=total, desc=f"gan epoch {epoch}", leave=False,
                disable=not sys.stderr.isatty())
-    for real in groups:
+    for group in groups:
         run.step += 1
-        run.images += sum(x.shape[0] for x in real)
-        stats = gan_train_step(run.G, run.D, run.opt_g, run.opt_d, real, run.cfg,
-                               generator=run.noise_gen, amp_ctx=autocast(run.device, run.amp),
-                               step=run.step)
+        run.images += sum(x.shape[0] for x, _ in group)
+        stats = gan_train_step(run.G, run.D, run.opt_g, run.opt_d, [x for x, _ in group],
+                               run.cfg, generator=run.noise_gen,
+                               amp_ctx=autocast(run.device, run.amp), step=run.step,
+                               real_labels=[y for _, y in group])
+        for k in STEP_KEYS:
+            steps[k].append(stats[k])
         window = {k: window[k] + stats[k] for k in STEP_KEYS}
-        epoch_sum = {k: epoch_sum[k] + stats[k] for k in STEP_KEYS}
         count += 1
         bar.update(1)
         if run.step % run.cfg.log_every == 0:
@@ -194,7 +235,11 @@ def _train_epoch(run: _Run, train: Split, epoch: int) -> dict[str, float]:
             bar.set_postfix(d_loss=f"{means['d_loss']:.3f}", g_loss=f"{means['g_loss']:.3f}")
             window, count = dict.fromkeys(STEP_KEYS, 0.0), 0
     bar.close()
-    return {k: v / max(total, 1) for k, v in epoch_sum.items()}
+    values = {k: torch.tensor(v, dtype=torch.float64) for k, v in steps.items()}
+    out = {k: float(v.mean()) if len(v) else float("nan") for k, v in values.items()}
+    for k in ("d_loss", "g_loss"):
+        out[f"{k}_std"] = float(values[k].std(correction=0)) if len(values[k]) else float("nan")
+    return out
 
 
 def _save(run: _Run, path: Path, epoch: int, extra: dict[str, Any]) -> None:
@@ -206,42 +251,86 @@ def _save(run: _Run, path: Path, epoch: int, extra: dict[str, Any]) -> None:
         "optimizers": {"generator": run.opt_g.state_dict(),
                        "discriminator": run.opt_d.state_dict()},
         "step": run.step, "epoch": epoch, "rng": rng_state(),
-        "extra": {**extra, "generators": generators},
+        "extra": {**extra, "generators": generators, "config": dataclasses.asdict(run.cfg)},
     })
 
 
-def _write_grid(run: _Run, z_grid: torch.Tensor, path: Path) -> None:
-    """G(z_grid) in eval mode (BatchNorm running statistics, as evaluation samples)."""
+@dataclasses.dataclass(frozen=True)
+class _Fixed:
+    """Fixed inputs drawn once, so every epoch's grid and diagnostic set are comparable."""
+
+    z: torch.Tensor  # (N, latent) on the device
+    y: torch.Tensor | None  # (N,) labels of a conditional G: 0, 1, ..., K-1, 0, 1, ...
+
+    @classmethod
+    def draw(cls, G: Generator, n: int, seed: int, device: torch.device) -> _Fixed:
+        z = torch.randn(n, G.latent_dim, generator=make_generator(seed)).to(device)
+        y = torch.arange(n, device=device) % G.num_classes if G.conditional else None
+        return cls(z, y)
+
+    def images(self, G: Generator) -> torch.Tensor:
+        """G(z[, y]) in eval mode (BatchNorm running statistics, as evaluation samples), CPU."""
+        with eval_mode(G):
+            return G(self.z, self.y).float().cpu()  # (N, C, H, W) in [-1, 1]
+
+
+def _write_grid(run: _Run, fixed: _Fixed, path: Path) -> None:
     from genduel.data import save_grid
 
-    with eval_mode(run.G):
-        images = run.G(z_grid)  # (G, C, H, W) in [-1, 1]
-    save_grid(images.float().cpu(), path)
+    save_grid(fixed.images(run.G), path, nrow=run.G.num_classes if run.G.conditional else None)
     run.tracker.log_artifact(path, "grids")
 
 
-def _build(cfg: GANConfig, image_shape: tuple[int, int, int],
+def _save_epoch_samples(samples: dict[str, list], path: Path) -> None:
+    """``epoch_samples.pt``: {"epochs", "steps", "images": uint8 (E, N, C, H, W), "labels"}."""
+    from genduel.rawdata import atomic_write
+
+    buf = io.BytesIO()
+    torch.save({"epochs": samples["epochs"], "steps": samples["steps"],
+                "images": torch.stack(samples["images"]), "labels": samples["labels"]}, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def _optimizer(params: Iterator[torch.nn.Parameter], lr: float,
+               cfg: GANConfig) -> torch.optim.Optimizer:
+    """Adam(lr, (beta1, beta2)) as in DCGAN, or SGD with momentum as in the original GAN paper."""
+    if cfg.optimizer == "sgd_momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def _build(cfg: GANConfig, image_shape: tuple[int, int, int], num_classes: int,
            device: torch.device) -> tuple[Generator, Discriminator]:
     """Both nets, initialised from the global RNG forked and seeded with ``cfg.seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return Generator(cfg, image_shape).to(device), Discriminator(cfg, image_shape).to(device)
+        return (Generator(cfg, image_shape, num_classes).to(device),
+                Discriminator(cfg, image_shape, num_classes).to(device))
 
 
 def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
-              tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path) -> dict[str, float]:
+              tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path,
+              init_state: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Train a :class:`Generator`/:class:`Discriminator` pair for ``cfg.epochs`` epochs.
 
-    Both optimizers are Adam(lr_g | lr_d, betas=(beta1, beta2)). Writes ``checkpoint_path``
-    after every epoch and, under ``artifacts_dir``: ``history.csv`` (one row per logged step:
-    window means since the previous row), ``epochs.csv`` (epoch means and seconds) and
-    ``samples_epochEEE.png`` (fixed noise, so epochs are comparable).
+    The optimizers are ``gan.optimizer`` (Adam or SGD with momentum) at lr_g / lr_d. Writes
+    ``checkpoint_path`` after every epoch and, under ``artifacts_dir``: ``history.csv`` (one row
+    per logged step: window means since the previous row), ``epochs.csv`` (epoch means, loss std
+    and seconds), ``samples_epochEEE.png`` (fixed noise, so epochs are comparable; one row per
+    class for a conditional G) and ``epoch_samples.pt`` (``gan.diag_samples`` uint8 samples of
+    fixed noise after every epoch, for the class-coverage diagnostic of the evaluate stage).
+
+    Args:
+        init_state: a generator state dict to start from (``gan.init_from_vae``: the VAE
+            decoder's weights, see :mod:`genduel.gan_init`); None = random initialisation.
 
     Returns:
         The last epoch's means of :data:`STEP_KEYS`, ``train_seconds`` (wall time of the whole
         loop: training, grids, checkpoints), ``steps`` (G updates), ``epochs`` and
         ``train_images_per_s`` (real images consumed per second of training).
     """
+    from genduel.data import to_uint8
+
     n_batches = len(train) // cfg.batch_size if len(train) >= cfg.batch_size else 1
     if len(train) < 2 or n_batches < cfg.d_steps:
         raise DataError(f"gan needs at least gan.d_steps = {cfg.d_steps} batches of "
@@ -249,21 +338,30 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
                         "images; lower those or raise data.train_limit")
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    G, D = _build(cfg, tuple(train.image_shape), device)
-    betas = (cfg.beta1, cfg.beta2)
-    run = _Run(cfg, G, D, torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas),
-               torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas), device, amp, tracker,
+    G, D = _build(cfg, tuple(train.image_shape), train.num_classes, device)
+    if init_state is not None:
+        G.load_state_dict(init_state)
+    run = _Run(cfg, G, D, _optimizer(G.parameters(), cfg.lr_g, cfg),
+               _optimizer(D.parameters(), cfg.lr_d, cfg), device, amp, tracker,
                make_generator(cfg.seed), make_generator(cfg.seed + 1, device),
                CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS))
     epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
-    z_grid = torch.randn(cfg.grid_images, cfg.latent_dim,
-                         generator=make_generator(cfg.seed + 2)).to(device)  # (G, latent)
-    start, train_time, means = time.perf_counter(), 0.0, dict.fromkeys(STEP_KEYS, float("nan"))
+    grid, diag = (_Fixed.draw(G, n, cfg.seed + s, device)
+                  for n, s in ((cfg.grid_images, 2), (cfg.diag_samples, 3)))
+    diag_samples: dict[str, list] = {"epochs": [], "steps": [], "images": [],
+                                     "labels": None if diag.y is None else diag.y.cpu()}
+    start, train_time = time.perf_counter(), 0.0
+    means = dict.fromkeys(STEP_KEYS, float("nan"))
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         means = _train_epoch(run, train, epoch)
         train_time += time.perf_counter() - epoch_start
-        _write_grid(run, z_grid, artifacts_dir / f"samples_epoch{epoch:03d}.png")
+        _write_grid(run, grid, artifacts_dir / f"samples_epoch{epoch:03d}.png")
+        if cfg.diag_samples:
+            for key, value in (("epochs", epoch), ("steps", run.step),
+                               ("images", to_uint8(diag.images(G)))):
+                diag_samples[key].append(value)
+            _save_epoch_samples(diag_samples, artifacts_dir / "epoch_samples.pt")
         seconds = time.perf_counter() - epoch_start
         tracker.log_metrics({**{f"epoch/{k}": v for k, v in means.items()}, "epoch": epoch},
                             step=run.step)
@@ -271,9 +369,10 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
         _save(run, Path(checkpoint_path), epoch, {"epoch_means": means, "loss": cfg.loss,
                                                   "d_steps": cfg.d_steps})
         log.info("gan epoch %d/%d: step %d, d_loss %.3f, g_loss %.3f, D(x) %.2f, D(G(z)) %.2f, "
-                 "%.1f s", epoch, cfg.epochs, run.step, means["d_loss"], means["g_loss"],
-                 means["d_real"], means["d_fake"], seconds)
+                 "D acc %.2f, %.1f s", epoch, cfg.epochs, run.step, means["d_loss"],
+                 means["g_loss"], means["d_real"], means["d_fake"], means["d_acc"], seconds)
     for table in (run.history.path, epochs_csv.path):
         tracker.log_artifact(table, "history")
-    return {**means, "train_seconds": time.perf_counter() - start, "steps": run.step,
+    last = {k: means[k] for k in STEP_KEYS}
+    return {**last, "train_seconds": time.perf_counter() - start, "steps": run.step,
             "epochs": cfg.epochs, "train_images_per_s": run.images / max(train_time, 1e-9)}

@@ -45,7 +45,8 @@ EPOCH_COLUMNS = ("epoch", "step", "val_elbo_nats", "val_bits_per_dim", "seconds"
 
 def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                    cfg: VAEConfig, *, amp_ctx: contextlib.AbstractContextManager,
-                   step: int = 0, generator: torch.Generator | None = None) -> dict[str, float]:
+                   step: int = 0, generator: torch.Generator | None = None,
+                   y: torch.Tensor | None = None) -> dict[str, float]:
     """One optimizer step on a batch; the weights are left untouched if anything is not finite.
 
     The checks run before ``optimizer.step``, so on error the parameters and optimizer state are
@@ -59,6 +60,7 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
         amp_ctx: a fresh context from :func:`genduel.runtime.autocast`, around the forward pass.
         step: the global step number, for the error message only.
         generator: draws eps (on the model's device); None = global RNG.
+        y: labels (B,) of the batch; used by a CVAE (the terms then bound log p(x | y)).
 
     Returns:
         Batch means in nats per image: ``loss``, ``elbo_nats``, ``recon_nats`` (= -log p(x | z)),
@@ -69,7 +71,7 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
     """
     model.train()
     with amp_ctx:
-        terms = elbo_terms(model, x, cfg.mc_samples, generator)
+        terms = elbo_terms(model, x, cfg.mc_samples, generator, y if model.conditional else None)
         loss = vae_loss(terms, cfg.beta)
     if not torch.isfinite(loss):
         _diverged("loss", loss, step)
@@ -127,11 +129,12 @@ def _train_epoch(run: _Run, train: Split, epoch: int) -> None:
     count = 0
     bar = tqdm(total=total, desc=f"vae epoch {epoch}", leave=False,
                disable=not sys.stderr.isatty())
-    for x, _ in batches(train, cfg.batch_size, shuffle=True, generator=run.shuffle_gen,
+    for x, y in batches(train, cfg.batch_size, shuffle=True, generator=run.shuffle_gen,
                         device=run.device, drop_last=drop_last):
         run.step += 1
         stats = vae_train_step(run.model, run.optimizer, x, cfg, step=run.step,
-                               amp_ctx=autocast(run.device, run.amp), generator=run.noise_gen)
+                               amp_ctx=autocast(run.device, run.amp), generator=run.noise_gen,
+                               y=y)
         if run.scheduler is not None:
             run.scheduler.step()
         window = {k: window[k] + stats[k] for k in STEP_KEYS}
@@ -151,15 +154,17 @@ def validation_elbo_nats(model: VAE, val: Split, cfg: VAEConfig, *, device: torc
     """Mean ELBO in nats per image over the whole split (eval mode, L = ``cfg.mc_samples``).
 
     Summed in float64 over images, divided by N; eps from a generator seeded ``cfg.seed + 3``.
+    For a CVAE this is the ELBO of log p(x | y) with the true labels (the quantity trained).
     """
     from genduel.data import batches
 
     gen = make_generator(cfg.seed + 3, device)
     total = torch.zeros((), dtype=torch.float64, device=device)
     with eval_mode(model):
-        for x, _ in batches(val, cfg.batch_size, shuffle=False, generator=None, device=device):
+        for x, y in batches(val, cfg.batch_size, shuffle=False, generator=None, device=device):
             with autocast(device, amp):
-                terms = elbo_terms(model, x, cfg.mc_samples, gen)
+                terms = elbo_terms(model, x, cfg.mc_samples, gen,
+                                   y if model.conditional else None)
             total += terms.elbo_nats.double().sum()
     return float(total) / len(val)
 
@@ -169,14 +174,18 @@ def _write_grids(run: _Run, val: Split, z_grid: torch.Tensor, epoch: int) -> Non
     from genduel.data import save_grid, to_model_range
 
     pairs = min(len(val), max(1, run.cfg.grid_images // 2))
-    with eval_mode(run.model):
-        samples = run.model.decode(z_grid)[0]  # (G, C, H, W)
+    model = run.model
+    grid_y = (torch.arange(len(z_grid), device=run.device) % model.num_classes
+              if model.conditional else None)  # one column per class
+    with eval_mode(model):
+        samples = model.decode(z_grid, grid_y)[0]  # (G, C, H, W)
         x = to_model_range(val.images[:pairs]).to(run.device)  # (P, C, H, W)
-        recon = run.model.reconstruct(x)
+        recon = model.reconstruct(x, val.labels[:pairs].to(run.device))
     interleaved = torch.stack([x, recon], dim=1).flatten(0, 1)  # (2P, C, H, W): x0, r0, x1, ...
     paths = (run.out_dir / f"samples_epoch{epoch:03d}.png",
              run.out_dir / f"recon_epoch{epoch:03d}.png")
-    save_grid(samples.float().cpu(), paths[0])
+    save_grid(samples.float().cpu(), paths[0], nrow=model.num_classes if grid_y is not None
+              else None)
     save_grid(interleaved.float().cpu(), paths[1], nrow=2 * math.ceil(math.sqrt(pairs / 2)))
     for path in paths:
         run.tracker.log_artifact(path, "grids")
@@ -190,7 +199,7 @@ def _save(run: _Run, path: Path, epoch: int, extra: dict[str, float]) -> None:
         "state_dicts": {"vae": run.model.state_dict()},
         "optimizers": {"vae": run.optimizer.state_dict()},
         "step": run.step, "epoch": epoch, "rng": rng_state(),
-        "extra": {**extra, "generators": generators},
+        "extra": {**extra, "generators": generators, "config": dataclasses.asdict(run.cfg)},
     })
 
 
@@ -212,7 +221,7 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
         raise DataError(f"train images are {train.image_shape} but val images {val.image_shape}")
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    model = VAE(cfg, tuple(train.image_shape)).to(device)
+    model = VAE(cfg, tuple(train.image_shape), train.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Cosine decay to 0 over the run: the last epochs settle instead of bouncing at full lr.
     steps = cfg.epochs * max(1, len(train) // cfg.batch_size)

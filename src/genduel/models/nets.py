@@ -4,6 +4,12 @@ Both halves downsample by 4 with two stride-2 convolutions, so any image whose h
 are divisible by 4 works (28x28 Fashion-MNIST/MNIST: 28 -> 14 -> 7; 32x32 CIFAR-10: 32 -> 16 -> 8).
 The VAE decoder and the GAN generator are the same :class:`ConvDecoder`, which is what lets a
 generator start from a trained decoder.
+
+Conditional models (CVAE, conditional GAN) pass a class code ``y`` of ``cond_dim`` values: a one-hot
+label, or any mixture of one-hots (a soft label, for interpolating between classes). The encoder
+appends it to its flattened conv features before the linear head; the decoder appends it to z
+before its first linear layer (Sohn et al. 2015; Mirza & Osindero 2014). With ``cond_dim = 0`` the
+parameter names and shapes are those of the unconditional nets, so old checkpoints still load.
 """
 
 from __future__ import annotations
@@ -12,6 +18,28 @@ import torch
 from torch import nn
 
 from genduel.errors import ConfigError
+
+
+def class_code(y: torch.Tensor | None, num_classes: int, like: torch.Tensor) -> torch.Tensor | None:
+    """The class input of a conditional net: ``y`` as float (B, num_classes), or None.
+
+    Args:
+        y: int64 labels (B,), a float code (B, num_classes) (one-hot or a mixture), or None.
+        num_classes: 0 for an unconditional net (``y`` is then ignored).
+        like: a tensor whose device and dtype the code takes.
+
+    Raises:
+        ValueError: a conditional net got no labels, or labels out of range.
+    """
+    if num_classes == 0:
+        return None
+    if y is None:
+        raise ValueError("this model is class-conditional: pass labels y")
+    if y.dtype in (torch.int64, torch.int32, torch.uint8):
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise ValueError(f"labels must lie in [0, {num_classes}), got {y.min()}..{y.max()}")
+        y = torch.nn.functional.one_hot(y.long(), num_classes)  # (B, K)
+    return y.to(device=like.device, dtype=like.dtype)
 
 
 def check_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -28,12 +56,14 @@ class ConvEncoder(nn.Module):
         image_shape: (C, H, W) of the input.
         width: channels after the first conv; the second has ``2 * width``.
         out_dim: size of the output vector.
-        norm: BatchNorm after the second conv (off for a WGAN critic, on elsewhere).
+        norm: BatchNorm after the second conv (off for a WGAN-GP critic: the gradient penalty
+            is per sample, which batch statistics would couple; Gulrajani et al. 2017, sec. 4).
         negative_slope: LeakyReLU slope (0 gives ReLU).
+        cond_dim: size of the class code appended before the head; 0 = unconditional.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int, out_dim: int,
-                 norm: bool = True, negative_slope: float = 0.2) -> None:
+                 norm: bool = True, negative_slope: float = 0.2, cond_dim: int = 0) -> None:
         super().__init__()
         c, h, w = check_image_shape(image_shape)
         self.body = nn.Sequential(
@@ -44,26 +74,32 @@ class ConvEncoder(nn.Module):
             nn.LeakyReLU(negative_slope),
             nn.Flatten(),  # (B, 2w * H/4 * W/4)
         )
-        self.head = nn.Linear(2 * width * (h // 4) * (w // 4), out_dim)
+        self.cond_dim = cond_dim
+        self.head = nn.Linear(2 * width * (h // 4) * (w // 4) + cond_dim, out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), y (B, cond_dim) float class code (conditional only) -> (B, out_dim)."""
+        h = self.body(x)  # (B, 2w * H/4 * W/4)
+        code = class_code(y, self.cond_dim, h)
+        return self.head(h if code is None else torch.cat([h, code], dim=1))
 
 
 class ConvDecoder(nn.Module):
     """z (B, latent_dim) -> (B, out_channels, H, W) pre-activation outputs.
 
     A linear layer to (2w, H/4, W/4), then two stride-2 transposed convs. No output activation:
-    the GAN applies tanh, the VAE reads the channels as likelihood parameters.
+    the GAN applies tanh, the VAE reads the channels as likelihood parameters. With
+    ``cond_dim > 0`` the input is ``[z, y]``, (B, latent_dim + cond_dim).
     """
 
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int,
-                 out_channels: int) -> None:
+                 out_channels: int, cond_dim: int = 0) -> None:
         super().__init__()
         _, h, w = check_image_shape(image_shape)
         self.base = (2 * width, h // 4, w // 4)
+        self.cond_dim = cond_dim
         self.fc = nn.Sequential(
-            nn.Linear(latent_dim, 2 * width * (h // 4) * (w // 4), bias=False),
+            nn.Linear(latent_dim + cond_dim, 2 * width * (h // 4) * (w // 4), bias=False),
             nn.BatchNorm1d(2 * width * (h // 4) * (w // 4)),
             nn.ReLU(),
         )
@@ -74,6 +110,9 @@ class ConvDecoder(nn.Module):
             nn.ConvTranspose2d(width, out_channels, 4, 2, 1),  # (B, out, H, W)
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.fc(z).view(z.shape[0], *self.base)  # (B, 2w, H/4, W/4)
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, latent_dim), y (B, cond_dim) class code (conditional only) -> (B, out, H, W)."""
+        code = class_code(y, self.cond_dim, z)
+        h = self.fc(z if code is None else torch.cat([z, code], dim=1))
+        h = h.view(z.shape[0], *self.base)  # (B, 2w, H/4, W/4)
         return self.body(h)

@@ -9,6 +9,12 @@ The estimators are generic over ``log p(x | z)``: :func:`elbo_estimate` and
 :func:`log_importance_weights` take a callable ``z (B, S, D) -> log p(x | z) (B, S)``, and the
 VAE-specific :func:`elbo_terms` and :func:`iwae_bound` only supply the decoder. Tests run the same
 code on a linear-Gaussian model whose log p(x) is analytic.
+
+With ``vae.conditional`` the model is a CVAE (Sohn et al. 2015): ``q(z | x, y)``, ``p(x | z, y)``,
+``p(z) = N(0, I)`` and a uniform label prior ``p(y) = 1/K``. Training maximises the ELBO of
+``log p(x | y)`` on labelled data; :func:`marginal_bound` turns per-label bounds into a bound on
+``log p(x) = log sum_y p(y) p(x | y)`` by enumerating the K labels, so its likelihood is reported
+on the same footing as the unconditional VAE's.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 from torch import nn
 
 from genduel.config import VAEConfig, validate
+from genduel.errors import ConfigError
 from genduel.likelihood import (
     discretized_logistic_log_prob,
     gaussian_kl_standard,
@@ -72,67 +79,96 @@ class VAE(nn.Module):
     """Conv encoder -> (mu, logvar); conv decoder -> (mean, log_scale) of a discretized logistic.
 
     Args:
-        cfg: uses ``latent_dim`` and ``width``; stored whole so the checkpoint can rebuild it.
+        cfg: uses ``latent_dim``, ``width`` and ``conditional``; stored whole so the checkpoint
+            can rebuild it.
         image_shape: (C, H, W), H and W divisible by 4.
+        num_classes: K, the number of labels a conditional model takes (ignored otherwise).
+
+    Every method that takes ``y`` accepts int64 labels (B,) or a float class code (B, K) (a
+    mixture of one-hots, e.g. to interpolate between classes); unconditional models ignore it.
     """
 
-    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, cfg: VAEConfig, image_shape: tuple[int, int, int],
+                 num_classes: int = 0) -> None:
         super().__init__()
+        if cfg.conditional and num_classes < 2:
+            raise ConfigError(f"vae.conditional needs a labelled dataset with >= 2 classes, got "
+                              f"{num_classes}; set vae.conditional: false")
         self.cfg = cfg
         self.image_shape = check_image_shape(image_shape)
         self.latent_dim = cfg.latent_dim
+        self.num_classes = int(num_classes)
+        self.cond_dim = self.num_classes if cfg.conditional else 0
         channels = self.image_shape[0]
-        self.encoder = ConvEncoder(self.image_shape, cfg.width, 2 * cfg.latent_dim)
-        self.decoder = ConvDecoder(cfg.latent_dim, self.image_shape, cfg.width, 2 * channels)
+        self.encoder = ConvEncoder(self.image_shape, cfg.width, 2 * cfg.latent_dim,
+                                   cond_dim=self.cond_dim)
+        self.decoder = ConvDecoder(cfg.latent_dim, self.image_shape, cfg.width, 2 * channels,
+                                   cond_dim=self.cond_dim)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, C, H, W) in [-1, 1] -> (mu, logvar), each (B, latent_dim)."""
-        stats = self.encoder(x)  # (B, 2 * latent_dim)
+    @property
+    def conditional(self) -> bool:
+        return self.cond_dim > 0
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H, W) in [-1, 1] (and y for a CVAE) -> (mu, logvar), each (B, latent_dim)."""
+        stats = self.encoder(x, y)  # (B, 2 * latent_dim)
         if stats.dtype in (torch.float16, torch.bfloat16):
             stats = stats.float()  # autocast: sample z and its log densities in float32
         mu, logvar = stats.chunk(2, dim=1)
         return mu, logvar
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (B, latent_dim) -> (mean, log_scale), each (B, C, H, W).
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (B, latent_dim) (and y for a CVAE) -> (mean, log_scale), each (B, C, H, W).
 
         ``mean = tanh(.)`` keeps the logistic centred inside the pixel range;
         ``log_scale = max(., LOG_SCALE_MIN)``.
         """
-        raw_mean, raw_log_scale = self.decoder(z).chunk(2, dim=1)  # 2 x (B, C, H, W)
+        raw_mean, raw_log_scale = self.decoder(z, y).chunk(2, dim=1)  # 2 x (B, C, H, W)
         return torch.tanh(raw_mean), raw_log_scale.clamp(min=LOG_SCALE_MIN)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> VAEOutput:
         """Encode, draw one reparameterized ``z = mu + sigma * eps``, decode.
 
         Args:
             x: (B, C, H, W) images in [-1, 1].
+            y: labels (B,) for a CVAE; None otherwise.
             generator: draws ``eps ~ N(0, I)``; must live on ``x``'s device. None = global RNG.
         """
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, y)
         z = sample_posterior(mu, logvar, 1, generator)[:, 0]  # (B, latent_dim)
-        mean, log_scale = self.decode(z)
+        mean, log_scale = self.decode(z, y)
         return VAEOutput(mean, log_scale, mu, logvar, z)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
         """n images (n, C, H, W) in [-1, 1]: the decoder mean at ``z ~ N(0, I)``.
 
         The decoder *mean* rather than a draw from p(x | z) is the usual choice for sample
         quality: per-pixel logistic noise is independent across pixels and only adds grain.
-        Call under :func:`genduel.runtime.eval_mode` (BatchNorm must use its running statistics).
+        A CVAE decodes ``labels`` (n,), or labels drawn from the uniform prior p(y) with
+        ``generator`` when None. Call under :func:`genduel.runtime.eval_mode` (BatchNorm must use
+        its running statistics).
         """
         param = next(self.parameters())
         z = torch.randn(n, self.latent_dim, generator=generator, device=param.device,
                         dtype=param.dtype)
-        return self.decode(z)[0]
+        if self.conditional and labels is None:
+            labels = torch.randint(self.num_classes, (n,), generator=generator,
+                                   device=param.device)
+        return self.decode(z, labels)[0]
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) decoder mean at the posterior mean ``z = mu(x)``; call under eval_mode."""
-        return self.decode(self.encode(x)[0])[0]
+        return self.decode(self.encode(x, y)[0], y)[0]
 
     def model_config(self) -> dict[str, Any]:
-        """Every ``VAEConfig`` field plus ``image_shape``: what :func:`build_vae` needs."""
-        return {**dataclasses.asdict(self.cfg), "image_shape": list(self.image_shape)}
+        """Every ``VAEConfig`` field, ``image_shape`` and ``num_classes``: what
+        :func:`build_vae` needs."""
+        return {**dataclasses.asdict(self.cfg), "image_shape": list(self.image_shape),
+                "num_classes": self.num_classes}
 
 
 def build_vae(model_config: dict[str, Any]) -> VAE:
@@ -140,10 +176,10 @@ def build_vae(model_config: dict[str, Any]) -> VAE:
 
     Load the weights afterwards with ``model.load_state_dict(ckpt["state_dicts"]["vae"])``.
     """
-    fields = {k: v for k, v in model_config.items() if k != "image_shape"}
+    fields = {k: v for k, v in model_config.items() if k not in ("image_shape", "num_classes")}
     cfg = validate("vae", VAEConfig, fields)
     c, h, w = (int(v) for v in model_config["image_shape"])
-    return VAE(cfg, (c, h, w))
+    return VAE(cfg, (c, h, w), int(model_config.get("num_classes", 0)))
 
 
 def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, num_samples: int,
@@ -196,11 +232,13 @@ def iwae_estimate(log_px_z_fn: LogLikelihoodFn, mu: torch.Tensor, logvar: torch.
     return iwae_from_log_weights(torch.cat(parts, dim=1))  # (B, k) -> (B,)
 
 
-def vae_log_likelihood_fn(model: VAE, x: torch.Tensor) -> LogLikelihoodFn:
-    """``z (B, S, D) -> log p(x | z) (B, S)``: decodes all B*S latents in one batch."""
+def vae_log_likelihood_fn(model: VAE, x: torch.Tensor,
+                          y: torch.Tensor | None = None) -> LogLikelihoodFn:
+    """``z (B, S, D) -> log p(x | z[, y]) (B, S)``: decodes all B*S latents in one batch."""
     def log_px_z(z: torch.Tensor) -> torch.Tensor:
         batch, samples, dim = z.shape
-        mean, log_scale = model.decode(z.reshape(batch * samples, dim))  # (B*S, C, H, W)
+        y_rep = None if y is None else y.repeat_interleave(samples, dim=0)  # (B*S, ...)
+        mean, log_scale = model.decode(z.reshape(batch * samples, dim), y_rep)  # (B*S, C, H, W)
         x_rep = x.unsqueeze(1).expand(batch, samples, *x.shape[1:]).reshape(mean.shape)
         return discretized_logistic_log_prob(x_rep, mean, log_scale).view(batch, samples)
 
@@ -208,15 +246,19 @@ def vae_log_likelihood_fn(model: VAE, x: torch.Tensor) -> LogLikelihoodFn:
 
 
 def elbo_terms(model: VAE, x: torch.Tensor, mc_samples: int = 1,
-               generator: torch.Generator | None = None) -> ELBOTerms:
-    """Per-image ELBO terms (B,) in nats of 8-bit images x (B, C, H, W) in [-1, 1]."""
-    mu, logvar = model.encode(x)
-    return elbo_estimate(vae_log_likelihood_fn(model, x), mu, logvar, mc_samples, generator)
+               generator: torch.Generator | None = None,
+               y: torch.Tensor | None = None) -> ELBOTerms:
+    """Per-image ELBO terms (B,) in nats of 8-bit images x (B, C, H, W) in [-1, 1].
+
+    For a CVAE, ``y`` (B,) are the labels and the terms bound ``log p(x | y)``.
+    """
+    mu, logvar = model.encode(x, y)
+    return elbo_estimate(vae_log_likelihood_fn(model, x, y), mu, logvar, mc_samples, generator)
 
 
 def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-               chunk: int = 4096) -> torch.Tensor:
-    """IWAE_k lower bound on log p(x) in nats, (B,); call under eval_mode.
+               chunk: int = 4096, y: torch.Tensor | None = None) -> torch.Tensor:
+    """IWAE_k lower bound on log p(x) (on log p(x | y) for a CVAE) in nats, (B,); eval_mode.
 
     Args:
         model: the VAE.
@@ -224,10 +266,28 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator |
         k: importance samples per image.
         generator: draws eps; must live on ``x``'s device.
         chunk: at most this many images (B * samples) are decoded per pass (at least B).
+        y: labels (B,) of a CVAE.
     """
-    mu, logvar = model.encode(x)
+    mu, logvar = model.encode(x, y)
     chunk_k = max(1, chunk // x.shape[0])
-    return iwae_estimate(vae_log_likelihood_fn(model, x), mu, logvar, k, generator, chunk_k)
+    return iwae_estimate(vae_log_likelihood_fn(model, x, y), mu, logvar, k, generator, chunk_k)
+
+
+def marginal_bound(model: VAE, x: torch.Tensor,
+                   bound: Callable[[torch.Tensor | None], torch.Tensor]) -> torch.Tensor:
+    """A lower bound on log p(x) (B,) in nats from a per-label bound ``y -> (B,)``.
+
+    Unconditional models: ``bound(None)``. A CVAE with uniform p(y) = 1/K enumerates the labels:
+    ``log p(x) >= logsumexp_y [b_y(x)] - log K``. For ELBOs this is the ELBO of the joint
+    posterior q(y | x) q(z | x, y) with the optimal q(y | x), proportional to p(y) exp(ELBO_y); for
+    IWAE estimates, whose exponentials are unbiased estimates of p(x | y), Jensen's inequality
+    keeps it a stochastic lower bound. Costs K bound evaluations.
+    """
+    if not model.conditional:
+        return bound(None)
+    labels = torch.arange(model.num_classes, device=x.device)
+    per_label = torch.stack([bound(labels[c].expand(x.shape[0])) for c in labels], dim=1)
+    return torch.logsumexp(per_label, dim=1) - math.log(model.num_classes)  # (B,)
 
 
 def vae_loss(terms: ELBOTerms, beta: float) -> torch.Tensor:
