@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", type=Path, default=Path("models/judge.pt"))
     parser.add_argument("--vae", type=Path, default=Path("models/vae.pt"))
     parser.add_argument("--gan", type=Path, default=Path("models/gan.pt"))
+    parser.add_argument("--gan-artifacts", type=Path, default=Path("artifacts/train_gan"))
     parser.add_argument("--vae-metrics", type=Path, default=Path("metrics/train_vae.json"))
     parser.add_argument("--gan-metrics", type=Path, default=Path("metrics/train_gan.json"))
     parser.add_argument("--out", type=Path, default=Path("eval"))
@@ -31,15 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         runtime.seed_everything(cfg.seed)
         device = runtime.resolve_device(params["runtime"])
         judge_ckpt = load_checkpoint(args.judge, "judge")
-        gan_ckpt = load_checkpoint(args.gan, "gan")
+        ckpts = {"vae": load_checkpoint(args.vae, "vae"), "gan": load_checkpoint(args.gan, "gan")}
         inputs = evaluate.EvalInputs(
             judge=from_checkpoint(judge_ckpt, "judge"),
-            vae=from_checkpoint(load_checkpoint(args.vae, "vae"), "vae"),
-            generator=from_checkpoint(gan_ckpt, "generator"),
+            vae=from_checkpoint(ckpts["vae"], "vae"),
+            generator=from_checkpoint(ckpts["gan"], "generator"),
             train=data.load_split(args.data, "train"), val=data.load_split(args.data, "val"),
             test=data.load_split(args.data, "test"),
             judge_sha256=evaluate.sha256_file(args.judge),
-            judge_accuracy=float(judge_ckpt["extra"]["test_accuracy"]))
+            judge_accuracy=float(judge_ckpt["extra"]["test_accuracy"]),
+            model_params={m: c["extra"].get("config", {}) for m, c in ckpts.items()},
+            gan_artifacts=args.gan_artifacts)
         with stage_run("evaluate", params["tracking"],
                        config.flat_params(params, "runtime", "eval")) as tracker:
             results = evaluate.evaluate_all(cfg, inputs, device, args.out)
@@ -50,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
                                      if isinstance(v, (int, float))})
             tracker.log_artifact(args.out / "samples_vae.png", "grids")
             tracker.log_artifact(args.out / "samples_gan.png", "grids")
+        series = evaluate.diagnostics_series(args.out / "gan_diagnostics.csv")
         for name, path in (("vae", args.vae_metrics), ("gan", args.gan_metrics)):
             run_id = json.loads(path.read_text()).get("mlflow_run_id", "")
-            log_to_run(params["tracking"], run_id, results[name])
+            log_to_run(params["tracking"], run_id, results[name],
+                       series=series if name == "gan" else ())
 
     from genduel.cli import run_stage
 

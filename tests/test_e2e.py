@@ -1,7 +1,8 @@
 """End to end: `dvc repro` with the budget knobs on tiny IDX files, in a temporary git repo.
 
 Checks outputs, not exit codes alone: finite metrics, the report, the MLflow runs with their
-params and metrics, a no-op second `dvc repro`, and which stages a `gan` param change re-runs.
+params and metrics, a no-op second `dvc repro`, and which stages a `gan` or `vae` param change
+re-runs (train_gan must follow the VAE only with gan.init_from_vae on).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["prepare", "judge", "train_vae", "train_gan", "evaluate", "report"]
+STAGES = ["prepare", "judge", "train_vae", "gan_init", "train_gan", "evaluate", "report"]
 OVERRIDES = {
     "data": {"val_size": 100, "verify_checksums": False, "allow_download": False},
     "judge": {"epochs": 1}, "vae": {"epochs": 1, "log_every": 2},
@@ -103,6 +104,9 @@ def test_report_has_the_table_and_the_pictures(repo):
     assert "no likelihood" in text
     for fig in ("vae.png", "gan.png", "real.png", "vae_curves.png", "gan_curves.png"):
         assert f"figures/{fig}" in text and (path / "reports" / "figures" / fig).stat().st_size
+    assert "GAN training diagnostics" in text and "Latent space" in text
+    studies = json.loads((path / "eval" / "studies" / "index.json").read_text())["figures"]
+    assert len(studies) >= 4 and all(Path(f["file"]).name in text for f in studies)
     assert "<table>" in (path / "reports" / "report.html").read_text()
 
 
@@ -120,6 +124,8 @@ def test_mlflow_has_a_run_per_stage_with_params_and_eval_metrics(repo):
     for run in (vae, gan):  # the same eval metric names in both model runs
         assert math.isfinite(run.data.metrics["fid"])
         assert run.data.tags["mlflow.source.git.commit"] != "unknown"
+    history = client.get_metric_history(gan.info.run_id, "diag/classes_covered")
+    assert len(history) == 1 and 0 <= history[0].value <= 10  # one point per GAN epoch
     run_id = json.loads((path / "metrics" / "train_vae.json").read_text())["mlflow_run_id"]
     assert run_id == vae.info.run_id
 
@@ -138,3 +144,27 @@ def test_second_repro_does_nothing_and_gan_param_reruns_only_downstream(repo):
     out = run(["dvc", "repro"], path, env).stdout
     ran = [s for s in STAGES if f"Running stage '{s}'" in out]
     assert ran == ["train_gan", "evaluate", "report"]
+
+
+def _set(path: Path, section: str, **values) -> None:
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params[section].update(values)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _ran(out: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in out]
+
+
+def test_vae_change_reaches_train_gan_only_through_init_from_vae(repo):
+    path, env = repo
+    _set(path, "vae", lr=0.002)
+    out = run(["dvc", "repro"], path, env).stdout
+    assert _ran(out) == ["train_vae", "gan_init", "evaluate", "report"]  # not train_gan
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    _set(path, "gan", init_from_vae=True, latent_dim=params["vae"]["latent_dim"],
+         width=params["vae"]["width"])
+    assert _ran(run(["dvc", "repro"], path, env).stdout) == ["gan_init", "train_gan",
+                                                             "evaluate", "report"]
+    _set(path, "vae", lr=0.001)
+    assert "train_gan" in _ran(run(["dvc", "repro"], path, env).stdout)

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -160,9 +160,11 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
     """Test-set ELBO (all test images) and IWAE_k bounds (first ``likelihood_images``).
 
     Returns nats per image (higher is better) and bits per dim (lower is better); each IWAE_k
-    is a lower bound on log p(x) that tightens with k (Burda et al. 2016).
+    is a lower bound on log p(x) that tightens with k (Burda et al. 2016). A CVAE's bounds
+    enumerate the labels (:func:`~genduel.models.vae.marginal_bound`), so they bound log p(x)
+    too, at K times the cost; its ``recon``/``kl`` terms are those of the true label.
     """
-    from genduel.models.vae import elbo_terms, iwae_bound, num_dims
+    from genduel.models.vae import elbo_terms, iwae_bound, marginal_bound, num_dims
 
     dims = num_dims(test.image_shape)
     gen = make_generator(cfg.seed, device)
@@ -170,8 +172,11 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
     with eval_mode(vae):
         for start in range(0, len(test), cfg.batch_size):
             x = to_model_range(test.images[start:start + cfg.batch_size]).to(device)
-            terms = elbo_terms(vae, x, 1, gen)
-            elbos.append(terms.elbo_nats.double().cpu())
+            y = test.labels[start:start + cfg.batch_size].to(device) if vae.conditional else None
+            terms = elbo_terms(vae, x, 1, gen, y)
+            elbo = (marginal_bound(vae, x, lambda c, x=x: elbo_terms(vae, x, 1, gen, c).elbo_nats)
+                    if vae.conditional else terms.elbo_nats)
+            elbos.append(elbo.double().cpu())
             recons.append(terms.log_px_z_nats.double().cpu())
             kls.append(terms.kl_nats.double().cpu())
         elbo = torch.cat(elbos)
@@ -183,8 +188,9 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
         n = len(test) if cfg.likelihood_images == 0 else min(cfg.likelihood_images, len(test))
         batch = max(1, cfg.batch_size // 4)
         for k in cfg.iwae_k:
-            values = [iwae_bound(vae, to_model_range(test.images[s:s + batch]).to(device), k, gen)
-                      .double().cpu() for s in range(0, n, batch)]
+            xs = (to_model_range(test.images[s:s + batch]).to(device) for s in range(0, n, batch))
+            values = [marginal_bound(vae, x, lambda c, x=x, k=k: iwae_bound(vae, x, k, gen, y=c))
+                      .double().cpu() for x in xs]
             bound = torch.cat(values)
             out[f"iwae_k{k}_nats"] = float(bound.mean())
             out[f"iwae_k{k}_bits_per_dim"] = float(bits_per_dim(bound.mean(), dims))
@@ -209,14 +215,22 @@ class EvalInputs:
     test: Split
     judge_sha256: str
     judge_accuracy: float
+    #: "vae"/"gan" -> the params section each model was trained with (from its checkpoint)
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: train_gan's artifacts (epochs.csv, epoch_samples.pt) for the per-epoch diagnostics
+    gan_artifacts: Path | None = None
 
 
 def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
                  out_dir: Path) -> dict[str, dict[str, Any]]:
     """All metrics for ``vae``, ``gan`` and ``real``, each with a ``protocol`` block.
 
-    Writes feature matrices (``features_*.npz``) and sample/reconstruction grids to ``out_dir``.
+    Writes feature matrices (``features_*.npz``), sample/reconstruction grids, the latent-space
+    studies (``studies/``, see :mod:`genduel.studies`) and the GAN's per-epoch diagnostics
+    (``gan_diagnostics.csv``) to ``out_dir``. The model rows also carry ``model_params``.
     """
+    from genduel import diagnostics, studies
+
     evaluate_extra.check_parzen_sigmas(cfg.parzen_sigmas)
     out_dir.mkdir(parents=True, exist_ok=True)
     judge, vae, gen = (m.to(device) for m in (inputs.judge, inputs.vae, inputs.generator))
@@ -238,6 +252,12 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     results["vae"].update(evaluate_extra.inference_metrics(vae, inputs.train, inputs.test, cfg,
                                                            device))
     save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
+    studies.write_studies(vae, gen, inputs.test, out_dir / "studies", seed=cfg.seed,
+                          device=device)
+    if inputs.gan_artifacts is not None:
+        rows = evaluate_extra.gan_epoch_diagnostics(judge, inputs.gan_artifacts, k, gen.loss,
+                                                    cfg.batch_size, device)
+        diagnostics.write_table(rows, out_dir / "gan_diagnostics.csv")
     n_parzen = min(cfg.parzen_samples, cfg.num_samples)
     centres = {name: run.first_draw[:n_parzen] for name, run in runs.items()}
     centres["real"] = subset(inputs.train, n_parzen, cfg.seed)
@@ -249,6 +269,8 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     for name, values in results.items():
         values.update(parzen[name])
         values["protocol"] = protocol
+        if name in inputs.model_params:
+            values["model_params"] = inputs.model_params[name]
     if cfg.inception_weights:
         samples = {name: run.first_draw for name, run in runs.items()}
         for name, values in evaluate_extra.inception_rows(cfg, samples, inputs.train,
@@ -296,7 +318,21 @@ def save_reconstructions(vae: Any, test: Split, path: Path, device: torch.device
     mean)."""
     x = to_model_range(test.images[:n]).to(device)  # (n, C, H, W)
     with eval_mode(vae):
-        recon = vae.reconstruct(x)
+        recon = vae.reconstruct(x, test.labels[:n].to(device) if vae.conditional else None)
     pairs = torch.stack([x.cpu(), recon.float().cpu()], dim=1)  # (n, 2, C, H, W)
     rows = pairs.view(n // 8, 8, 2, *x.shape[1:]).transpose(1, 2).reshape(-1, *x.shape[1:])
     save_grid(rows, path, nrow=8)
+
+
+def diagnostics_series(path: Path) -> list[tuple[int, dict[str, float]]]:
+    """``(step, {"diag/<column>": value})`` per epoch of ``gan_diagnostics.csv`` ([] if absent):
+    the per-epoch diagnostics as MLflow metric histories of the GAN's training run."""
+    from genduel import diagnostics
+
+    if not path.is_file():
+        return []
+    series = []
+    for row in diagnostics.read_table(path):
+        values = {f"diag/{k}": v for k, v in row.items() if k not in ("epoch", "step", "flags")}
+        series.append((int(row["step"]), values))
+    return series

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,8 +85,11 @@ def parzen_row(centres: torch.Tensor, val: torch.Tensor, test: torch.Tensor,
 
 
 def posterior_means(vae: Any, images: torch.Tensor, batch_size: int, device: torch.device,
-                    *, reconstruct: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                    *, reconstruct: bool = False, labels: torch.Tensor | None = None
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """``mu(x)`` of ``q(z | x)`` for uint8 images ``(N, C, H, W)``, in batches, eval mode.
+
+    A CVAE encodes ``q(z | x, y)`` with ``labels`` (N,), the true labels.
 
     Returns:
         ``mu`` float64 ``(N, latent_dim)`` and, with ``reconstruct``, the decoder mean at
@@ -95,10 +99,11 @@ def posterior_means(vae: Any, images: torch.Tensor, batch_size: int, device: tor
     with eval_mode(vae), torch.no_grad():
         for start in range(0, len(images), batch_size):
             x = to_model_range(images[start:start + batch_size]).to(device)  # (b, C, H, W)
-            mu = vae.encode(x)[0]  # (b, latent_dim)
+            y = labels[start:start + batch_size].to(device) if vae.conditional else None
+            mu = vae.encode(x, y)[0]  # (b, latent_dim)
             mus.append(mu.double().cpu())
             if reconstruct:
-                mean = vae.decode(mu)[0]  # (b, C, H, W) in [-1, 1]
+                mean = vae.decode(mu, y)[0]  # (b, C, H, W) in [-1, 1]
                 recons.append(((mean.double().cpu() + 1.0) / 2.0).flatten(1))
     recon = torch.cat(recons).numpy() if reconstruct else None
     return torch.cat(mus).numpy(), recon
@@ -140,10 +145,16 @@ def reconstruction_errors(images: np.ndarray, recon: np.ndarray) -> dict[str, fl
 
 def inference_metrics(vae: Any, train: Split, test: Split, cfg: EvalConfig,
                       device: torch.device) -> dict[str, float]:
-    """Latent probes and reconstruction errors of the VAE on the whole test set (module doc)."""
+    """Latent probes and reconstruction errors of the VAE on the whole test set (module doc).
+
+    A CVAE is given the true labels, so its probes measure how much class information z keeps
+    beyond the label it was conditioned on.
+    """
     n = min(cfg.probe_train_images, len(train))
-    train_z, _ = posterior_means(vae, train.images[:n], cfg.batch_size, device)
-    test_z, recon = posterior_means(vae, test.images, cfg.batch_size, device, reconstruct=True)
+    train_z, _ = posterior_means(vae, train.images[:n], cfg.batch_size, device,
+                                 labels=train.labels[:n])
+    test_z, recon = posterior_means(vae, test.images, cfg.batch_size, device, reconstruct=True,
+                                    labels=test.labels)
     out = probe_accuracies(train_z, train.labels[:n].numpy(), test_z, test.labels.numpy(),
                            k=cfg.probe_knn_k)
     out.update(reconstruction_errors(unit_pixels(test.images), recon))
@@ -174,8 +185,6 @@ def inception_rows(cfg: EvalConfig, samples: dict[str, torch.Tensor], train: Spl
     of the test images for the real row, against a seeded subset of train images. Inception-v3
     costs ~6 GFLOP per image at 299x299, so on a CPU keep the count small (1000: minutes).
     """
-    from pathlib import Path
-
     from genduel.evaluate import sha256_file, subset
     from genduel.inception import inception_metrics
 
@@ -189,3 +198,30 @@ def inception_rows(cfg: EvalConfig, samples: dict[str, torch.Tensor], train: Spl
                              kid_subset_size=min(cfg.kid_subset_size, n), seed=cfg.seed)
     note = f"{weights} (sha256 {sha256_file(weights)}), {n} images per set"
     return {name: {**values, "inception_protocol": note} for name, values in rows.items()}
+
+
+def gan_epoch_diagnostics(judge: torch.nn.Module, artifacts_dir: Path, num_classes: int,
+                          loss: str, batch_size: int, device: torch.device
+                          ) -> list[dict[str, Any]]:
+    """Per-epoch GAN diagnostics: ``epochs.csv`` of train_gan joined with class coverage.
+
+    The judge classifies the fixed-noise samples train_gan saved after every epoch
+    (``epoch_samples.pt``); :func:`genduel.diagnostics.epoch_table` merges the coverage with
+    D(x), D(G(z)), D accuracy and loss spread, and adds the flags. Returns [] when train_gan
+    saved no samples (``gan.diag_samples: 0``) and no epochs table exists.
+    """
+    import csv
+
+    from genduel import diagnostics
+    from genduel.evaluate import embed
+
+    epochs_csv, samples_pt = artifacts_dir / "epochs.csv", artifacts_dir / "epoch_samples.pt"
+    if not epochs_csv.is_file():
+        return []
+    with epochs_csv.open(newline="") as fh:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    logits = []
+    if samples_pt.is_file():
+        saved = torch.load(samples_pt, map_location="cpu", weights_only=True)
+        logits = [embed(judge, images, batch_size, device).logits for images in saved["images"]]
+    return diagnostics.epoch_table(rows, logits, num_classes, loss)

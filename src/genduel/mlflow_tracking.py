@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,16 +221,25 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
             client.set_terminated(run_id, status)
 
 
-def log_to_run(cfg: TrackingConfig, run_id: str, values: Mapping[str, Any]) -> None:
+def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def log_to_run(cfg: TrackingConfig, run_id: str, values: Mapping[str, Any],
+               series: Sequence[tuple[int, Mapping[str, Any]]] = ()) -> None:
     """Add numeric ``values`` (same names as the metrics JSON) to an existing run, e.g. a model's
-    training run, so the MLflow UI compares the VAE and GAN runs on the same metrics."""
+    training run, so the MLflow UI compares the VAE and GAN runs on the same metrics.
+
+    ``series`` adds (step, values) pairs as metric histories, e.g. per-epoch diagnostics.
+    """
     if not run_id:
         log.warning("no MLflow run id recorded; evaluation metrics not added to a training run")
         return
-    numeric = {k: float(v) for k, v in values.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
     try:
         with stage_run("evaluate", cfg, {}, run_id=run_id) as tracker:
-            tracker.log_metrics(numeric)
+            tracker.log_metrics(_numeric(values))
+            for step, row in series:
+                tracker.log_metrics(_numeric(row), step=step)
     except TrackingError as exc:  # e.g. the store was reset since training: say so, go on
         log.warning("could not add evaluation metrics to training run %s: %s", run_id, exc)
