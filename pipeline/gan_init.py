@@ -18,9 +18,15 @@ def main(argv: list[str] | None = None) -> int:
 
         from genduel import config
         from genduel.gan_init import write_init
+        from genduel.mlflow_tracking import stage_run
 
-        cfg = config.load_section("gan")
-        content = write_init(cfg, args.vae, args.out)
+        params = config.load_all()
+        cfg = params["gan"]
+        logged = {k: v for k, v in config.flatten("gan", cfg).items()
+                  if k.split(".")[1] in ("init_from_vae", "latent_dim", "width", "conditional")}
+        with stage_run("gan_init", params["tracking"], logged) as tracker:
+            content = write_init(cfg, args.vae, args.out)
+            tracker.log_metrics({"init_from_vae": float(content["init_from_vae"])})
         source = f"the VAE decoder ({args.vae})" if content["init_from_vae"] else "random init"
         logging.getLogger("genduel.gan_init").info("generator starts from %s", source)
 
