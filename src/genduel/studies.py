@@ -309,9 +309,11 @@ def scatter_coords(mu: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
 def plot_scatter(coords: np.ndarray, labels: np.ndarray, classes: list[str], axes: list[str],
                  title: str, path: Path) -> None:
     """Scatter of coords (N, 2) coloured by label (N,), legend with the class names."""
-    from genduel.figures import _pyplot
+    import matplotlib
 
-    plt = _pyplot()
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # not genduel.figures: evaluate must not depend on the report
+
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     fig, ax = plt.subplots(figsize=(7, 5.5))
     for c, name in enumerate(classes):
