@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
                        config.flat_params(params, "runtime", "eval")) as tracker:
             results = evaluate.evaluate_all(cfg, inputs, device, args.out)
             for name, values in results.items():
-                cli.write_json(args.metrics_dir / f"eval_{name}.json",
-                               {**values, "mlflow_run_id": tracker.run_id})
-                tracker.log_metrics({f"{name}/{k}": v for k, v in values.items()
-                                     if isinstance(v, (int, float))})
+                numbers, details = evaluate.split_details(values)
+                cli.write_json(args.metrics_dir / f"eval_{name}.json", numbers)
+                cli.write_json(args.out / f"details_{name}.json",
+                               {**details, "mlflow_run_id": tracker.run_id})
+                tracker.log_metrics({f"{name}/{k}": v for k, v in numbers.items()})
             tracker.log_artifact(args.out / "samples_vae.png", "grids")
             tracker.log_artifact(args.out / "samples_gan.png", "grids")
         series = evaluate.diagnostics_series(args.out / "gan_diagnostics.csv")

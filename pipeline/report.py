@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         from genduel.mlflow_tracking import git_commit, stage_run
 
         params = config.load_all()
-        inputs = report.load_inputs(args.metrics_dir, args.data, params["report"].title)
+        inputs = report.load_inputs(args.metrics_dir, args.data, params["report"].title,
+                                    args.eval)
         logged = config.flat_params(params, "report")
         with stage_run("report", params["tracking"], logged) as tracker:
             path = report.write_report(inputs, eval_dir=args.eval, artifacts_dir=args.artifacts,

@@ -87,7 +87,9 @@ def test_metrics_files_hold_finite_values(repo):
         for key in ("fid", "inception_score", "kid", "precision", "recall"):
             assert math.isfinite(values[key]), (name, key)
             assert f"{key}_std" in values
-        assert values["draws"] == 2 and values["protocol"]["num_samples"] == 200
+        assert all(isinstance(v, (int, float)) for v in values.values())  # dvc exp show: numbers
+        details = json.loads((path / "eval" / f"details_{name}.json").read_text())
+        assert values["draws"] == 2 and details["protocol"]["num_samples"] == 200
     vae = json.loads((path / "metrics" / "eval_vae.json").read_text())
     assert vae["elbo_nats"] <= vae["iwae_k5_nats"] + 1.0  # bounds tighten with k (MC noise)
     assert math.isclose(vae["bits_per_dim"], -vae["elbo_nats"] / (28 * 28 * math.log(2)))

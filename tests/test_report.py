@@ -281,3 +281,26 @@ def test_report_builds_without_the_optional_inputs(tmp_path):
         assert f"## {heading}" not in md and f"<h2>{heading}</h2>" not in page
     assert "## Samples" in md and "## Protocol" in md
     assert not (tmp_path / "reports" / "figures" / "gan_diagnostics.png").exists()
+
+
+def test_load_inputs_merges_the_numbers_with_their_protocol_details(tmp_path):
+    from genduel.evaluate import split_details
+    from genduel.report import load_inputs
+
+    row = {"fid": 3.5, "classes_covered": 10, "protocol": {"draws": 3},
+           "model_params": {"loss": "minimax"}}
+    numbers, details = split_details(row)
+    assert numbers == {"fid": 3.5, "classes_covered": 10}
+    assert details == {"protocol": {"draws": 3}, "model_params": {"loss": "minimax"}}
+    metrics, ev, data = tmp_path / "metrics", tmp_path / "eval", tmp_path / "data"
+    for d in (metrics, ev, data):
+        d.mkdir()
+    for m in ("vae", "gan", "real"):
+        (metrics / f"eval_{m}.json").write_text(json.dumps(numbers))
+        (ev / f"details_{m}.json").write_text(json.dumps(details))
+    for name in ("judge", "train_vae", "train_gan"):
+        (metrics / f"{name}.json").write_text("{}")
+    (data / "manifest.json").write_text("{}")
+    inp = load_inputs(metrics, data, "t", ev)
+    assert inp.evals["gan"] == row
+    assert load_inputs(metrics, data, "t").evals["gan"] == numbers

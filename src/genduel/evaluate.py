@@ -336,3 +336,12 @@ def diagnostics_series(path: Path) -> list[tuple[int, dict[str, float]]]:
         values = {f"diag/{k}": v for k, v in row.items() if k not in ("epoch", "step", "flags")}
         series.append((int(row["step"]), values))
     return series
+
+
+def split_details(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """(numbers, the rest) of a row: ``metrics/eval_*.json`` holds only the numbers, so that
+    ``dvc metrics show`` and ``dvc exp show`` list metrics, not protocol text; the protocol and
+    model settings go to ``eval/details_*.json``, which the report merges back in."""
+    numbers = {k: v for k, v in values.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return numbers, {k: v for k, v in values.items() if k not in numbers}

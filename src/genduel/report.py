@@ -56,7 +56,10 @@ class ReportInputs:
     title: str
 
 
-def load_inputs(metrics_dir: Path, data_dir: Path, title: str) -> ReportInputs:
+def load_inputs(metrics_dir: Path, data_dir: Path, title: str,
+                eval_dir: Path | None = None) -> ReportInputs:
+    """Read every input; each model's numbers (``metrics/eval_*.json``) are merged with their
+    protocol and settings (``<eval_dir>/details_*.json``) when ``eval_dir`` is given."""
     def read(path: Path) -> dict[str, Any]:
         try:
             return json.loads(path.read_text())
@@ -65,7 +68,9 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str) -> ReportInputs:
                             "the stages before report: dvc repro") from exc
 
     return ReportInputs(
-        evals={m: read(metrics_dir / f"eval_{m}.json") for m in MODELS},
+        evals={m: {**read(metrics_dir / f"eval_{m}.json"),
+                   **(read(eval_dir / f"details_{m}.json") if eval_dir else {})}
+               for m in MODELS},
         judge=read(metrics_dir / "judge.json"),
         training={m: read(metrics_dir / f"train_{m}.json") for m in ("vae", "gan")},
         manifest=read(data_dir / "manifest.json"),
