@@ -31,8 +31,8 @@ from genduel.studies import (
     slerp,
     vae_interpolation,
     vae_manifold,
-    write_studies,
 )
+from genduel.study_figures import write_studies
 
 SHAPE = (1, 8, 8)
 K = 3

@@ -226,10 +226,10 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     """All metrics for ``vae``, ``gan`` and ``real``, each with a ``protocol`` block.
 
     Writes feature matrices (``features_*.npz``), sample/reconstruction grids, the latent-space
-    studies (``studies/``, see :mod:`genduel.studies`) and the GAN's per-epoch diagnostics
+    studies (``studies/``, see :mod:`genduel.study_figures`) and the GAN's per-epoch diagnostics
     (``gan_diagnostics.csv``) to ``out_dir``. The model rows also carry ``model_params``.
     """
-    from genduel import diagnostics, studies
+    from genduel import diagnostics, study_figures
 
     evaluate_extra.check_parzen_sigmas(cfg.parzen_sigmas)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +252,7 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     results["vae"].update(evaluate_extra.inference_metrics(vae, inputs.train, inputs.test, cfg,
                                                            device))
     save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
-    studies.write_studies(vae, gen, inputs.test, out_dir / "studies", seed=cfg.seed,
+    study_figures.write_studies(vae, gen, inputs.test, out_dir / "studies", seed=cfg.seed,
                           device=device)
     if inputs.gan_artifacts is not None:
         rows = evaluate_extra.gan_epoch_diagnostics(judge, inputs.gan_artifacts, k, gen.loss,
