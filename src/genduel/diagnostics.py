@@ -100,8 +100,11 @@ def accuracy_flags(row: dict[str, Any], loss: str) -> list[str]:
     if math.isnan(acc):
         return []
     if acc >= SATURATED_ACCURACY:
-        kind = FLAG_CRITIC if loss == "wgan_gp" else FLAG_SATURATED
-        return [f"{kind} (accuracy {acc:.3f} >= {SATURATED_ACCURACY})"]
+        if loss == "wgan_gp":
+            return [f"{FLAG_CRITIC} (accuracy {acc:.3f} >= {SATURATED_ACCURACY})"]
+        # The minimax gradient per fake is -D(G(z)): its mean says how far it has vanished.
+        return [f"{FLAG_SATURATED} (accuracy {acc:.3f} >= {SATURATED_ACCURACY}, mean D(G(z)) "
+                f"{number(row, 'd_fake'):.3f})"]
     if abs(acc - 0.5) <= EQUILIBRIUM_TOLERANCE:
         return [f"{FLAG_EQUILIBRIUM} (accuracy {acc:.3f})"]
     return []
