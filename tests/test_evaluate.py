@@ -252,3 +252,27 @@ def test_judge_features_do_not_depend_on_the_batch_size():
     assert a.features.shape == (23, 16) and a.logits.shape == (23, 10)
     assert abs(a.features - b.features).max() < 1e-5
     assert abs(a.logits - b.logits).max() < 1e-5
+
+
+class LabelPainter(torch.nn.Module):
+    """A 'conditional model' whose sample lights pixel y (what StubJudge's logits read), or, when
+    ``ignore``, always pixel 0."""
+
+    conditional = True
+
+    def __init__(self, ignore: bool) -> None:
+        super().__init__()
+        self.ignore = ignore
+
+    def sample(self, n: int, generator: torch.Generator, labels: torch.Tensor) -> torch.Tensor:
+        x = -torch.ones(n, 1, 4, 4)
+        x.view(n, -1)[torch.arange(n), torch.zeros_like(labels) if self.ignore else labels] = 1
+        return x
+
+
+def test_label_accuracy_is_one_for_a_model_that_honours_labels_and_chance_otherwise():
+    from genduel.evaluate import label_accuracy
+
+    args = (StubJudge(), 4, 40, 16, 0, torch.device("cpu"))
+    assert label_accuracy(LabelPainter(ignore=False), *args) == 1.0
+    assert label_accuracy(LabelPainter(ignore=True), *args) == 0.25  # only class 0 is right

@@ -306,3 +306,24 @@ def test_d_loss_and_critic_loss_agree_on_who_is_winning():
     real, fake = torch.tensor([3.0, 2.0]), torch.tensor([-3.0, -2.0])
     assert d_loss(real, fake) < d_loss(fake, real)
     assert critic_loss(real, fake) < critic_loss(fake, real)
+
+
+def test_conditional_discriminator_learns_whether_image_and_label_match():
+    """Real = (x, its label), fake = (the same x, a wrong label): only a D in which the label
+    interacts with the image features can separate them (a per-class logit offset cannot:
+    every image and every label appear on both sides)."""
+    split = _easy_split(96)
+    cfg = GANConfig(width=8, conditional=True)
+    torch.manual_seed(0)
+    D = Discriminator(cfg, SHAPE, 3)
+    opt = torch.optim.Adam(D.parameters(), lr=3e-3)
+    x, y = to_model_range(split.images), split.labels
+    wrong = (y + 1 + torch.randint(2, y.shape, generator=make_generator(0))) % 3
+    for _ in range(60):
+        loss = d_loss(D(x, y), D(x, wrong))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with eval_mode(D):
+        acc = ((D(x, y) > 0).float().mean() + (D(x, wrong) < 0).float().mean()) / 2
+    assert acc > 0.9

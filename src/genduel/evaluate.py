@@ -87,6 +87,18 @@ def draw_samples(sample: SampleFn, modules: tuple[torch.nn.Module, ...], n: int,
     return torch.cat(out)
 
 
+def label_accuracy(model: Any, judge: torch.nn.Module, num_classes: int, n: int,
+                   batch_size: int, seed: int, device: torch.device) -> float:
+    """Share of ``n`` samples of a conditional model that the judge assigns to the label they
+    were drawn with (labels 0, 1, ..., K-1, 0, ...; rounded to 8 bits like every sample)."""
+    labels = torch.arange(n) % num_classes  # (n,)
+    chunks = iter(labels.split(batch_size))
+    images = draw_samples(lambda b, g: model.sample(b, g, labels=next(chunks).to(device)),
+                          (model,), n, batch_size, seed, device)
+    predicted = embed(judge, images, batch_size, device).logits.argmax(1)  # (n,)
+    return float((torch.from_numpy(predicted) == labels).double().mean())
+
+
 def subset(split: Split, n: int, seed: int) -> torch.Tensor:
     """A seeded random subset of ``n`` images (all of them when ``n >= len(split)``)."""
     if n >= len(split):
@@ -248,6 +260,14 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     results = {name: run.metrics for name, run in runs.items()}
     results["real"] = evaluate_real(cfg, test=test_fs, reference=reference, num_classes=k,
                                     out_dir=out_dir)
+    conditional = {"vae": vae, "gan": gen}
+    for name, model in conditional.items():
+        if getattr(model, "conditional", False):
+            results[name]["label_accuracy"] = label_accuracy(
+                model, judge, k, cfg.num_samples, cfg.batch_size, cfg.seed, device)
+    if any(getattr(m, "conditional", False) for m in conditional.values()):
+        truth = inputs.test.labels.numpy()
+        results["real"]["label_accuracy"] = float((test_fs.logits.argmax(1) == truth).mean())
     results["vae"].update(likelihood_bounds(vae, inputs.test, cfg, device))
     results["vae"].update(evaluate_extra.inference_metrics(vae, inputs.train, inputs.test, cfg,
                                                            device))

@@ -63,6 +63,9 @@ _ROWS = (
                "log K when every sample gets one class"),
     MetricInfo("class_kl_to_real_nats", "Class KL to reference", False, "nats",
                "KL(predicted-class histogram of samples || that of the reference images)"),
+    MetricInfo("label_accuracy", "Label accuracy (conditional)", True, "",
+               "share of a conditional model's samples the judge assigns to the label they "
+               "were drawn with (real row: the judge's accuracy on test images)"),
     MetricInfo("parzen_ll_nats", "Parzen log-likelihood", True, "nats/image",
                "mean log density of test images under a Gaussian Parzen window on samples "
                "(Goodfellow et al. 2014); a biased, high-variance estimate"),

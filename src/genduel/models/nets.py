@@ -7,9 +7,12 @@ generator start from a trained decoder.
 
 Conditional models (CVAE, conditional GAN) pass a class code ``y`` of ``cond_dim`` values: a one-hot
 label, or any mixture of one-hots (a soft label, for interpolating between classes). The encoder
-appends it to its flattened conv features before the linear head; the decoder appends it to z
-before its first linear layer (Sohn et al. 2015; Mirza & Osindero 2014). With ``cond_dim = 0`` the
-parameter names and shapes are those of the unconditional nets, so old checkpoints still load.
+(and so the discriminator) reads it as ``cond_dim`` constant input planes stacked on the image, so
+every conv feature can depend on the pair (x, y); the decoder appends it to z before its first
+linear layer (Sohn et al. 2015; Mirza & Osindero 2014). Appending y only to the features before a
+linear head would not do for a discriminator: its logit would be ``w . h(x) + v_y``, a per-class
+offset that cannot tell whether x matches y, so G would have no reason to honour the label. With
+``cond_dim = 0`` the parameter names and shapes are those of the unconditional nets.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class ConvEncoder(nn.Module):
         norm: BatchNorm after the second conv (off for a WGAN-GP critic: the gradient penalty
             is per sample, which batch statistics would couple; Gulrajani et al. 2017, sec. 4).
         negative_slope: LeakyReLU slope (0 gives ReLU).
-        cond_dim: size of the class code appended before the head; 0 = unconditional.
+        cond_dim: size of the class code, stacked on the input as constant planes;
+            0 = unconditional.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int, out_dim: int,
@@ -67,7 +71,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         c, h, w = check_image_shape(image_shape)
         self.body = nn.Sequential(
-            nn.Conv2d(c, width, 4, 2, 1),  # (B, width, H/2, W/2)
+            nn.Conv2d(c + cond_dim, width, 4, 2, 1),  # (B, width, H/2, W/2)
             nn.LeakyReLU(negative_slope),
             nn.Conv2d(width, 2 * width, 4, 2, 1, bias=not norm),  # (B, 2w, H/4, W/4)
             nn.BatchNorm2d(2 * width) if norm else nn.Identity(),
@@ -75,13 +79,16 @@ class ConvEncoder(nn.Module):
             nn.Flatten(),  # (B, 2w * H/4 * W/4)
         )
         self.cond_dim = cond_dim
-        self.head = nn.Linear(2 * width * (h // 4) * (w // 4) + cond_dim, out_dim)
+        self.head = nn.Linear(2 * width * (h // 4) * (w // 4), out_dim)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W), y (B, cond_dim) float class code (conditional only) -> (B, out_dim)."""
-        h = self.body(x)  # (B, 2w * H/4 * W/4)
-        code = class_code(y, self.cond_dim, h)
-        return self.head(h if code is None else torch.cat([h, code], dim=1))
+        """x (B, C, H, W), y labels (B,) or class code (B, cond_dim) (conditional only) ->
+        (B, out_dim)."""
+        code = class_code(y, self.cond_dim, x)
+        if code is not None:
+            planes = code[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, K, H, W)
+            x = torch.cat([x, planes], dim=1)  # (B, C + K, H, W)
+        return self.head(self.body(x))
 
 
 class ConvDecoder(nn.Module):
