@@ -173,10 +173,12 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
 
     Returns nats per image (higher is better) and bits per dim (lower is better); each IWAE_k
     is a lower bound on log p(x) that tightens with k (Burda et al. 2016). A CVAE's bounds
-    enumerate the labels (:func:`~genduel.models.vae.marginal_bound`), so they bound log p(x)
-    too, at K times the cost; its ``recon``/``kl`` terms are those of the true label.
+    are on log p(x) too: its ELBO is ELBO(x | true y) - log K
+    (:func:`~genduel.models.vae.cvae_elbo`) and its IWAE_k enumerate the labels
+    (:func:`~genduel.models.vae.marginal_bound`, K times the cost); its ``recon``/``kl`` terms
+    are those of the true label.
     """
-    from genduel.models.vae import elbo_terms, iwae_bound, marginal_bound, num_dims
+    from genduel.models.vae import cvae_elbo, elbo_terms, iwae_bound, marginal_bound, num_dims
 
     dims = num_dims(test.image_shape)
     gen = make_generator(cfg.seed, device)
@@ -186,8 +188,7 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
             x = to_model_range(test.images[start:start + cfg.batch_size]).to(device)
             y = test.labels[start:start + cfg.batch_size].to(device) if vae.conditional else None
             terms = elbo_terms(vae, x, 1, gen, y)
-            elbo = (marginal_bound(vae, x, lambda c, x=x: elbo_terms(vae, x, 1, gen, c).elbo_nats)
-                    if vae.conditional else terms.elbo_nats)
+            elbo = cvae_elbo(terms, vae.num_classes) if vae.conditional else terms.elbo_nats
             elbos.append(elbo.double().cpu())
             recons.append(terms.log_px_z_nats.double().cpu())
             kls.append(terms.kl_nats.double().cpu())

@@ -168,10 +168,11 @@ def model_blocks(evals: dict[str, dict[str, Any]]) -> list[Block]:
     vae_cond, gan_cond = bool((vae or {}).get("conditional")), bool((gan or {}).get("conditional"))
     if vae_cond:
         blocks.append(Para(
-            "The VAE is class-conditional, so it models p(x ∣ y). Its likelihood rows bound the "
-            "marginal log p(x) = log Σ_y p(y) p(x ∣ y) with a uniform p(y) = 1/K by enumerating "
-            "the K labels: log p(x) ≥ logsumexp_y b_y(x) − log K, where b_y is the ELBO or IWAE "
-            "bound given label y (K bound evaluations per image)."))
+            "The VAE is class-conditional, so it models p(x ∣ y) with a uniform p(y) = 1/K. Its "
+            "likelihood rows still bound the marginal log p(x) = log Σ_y p(y) p(x ∣ y): the ELBO "
+            "row is ELBO(x ∣ true y) − log K (q(y ∣ x) a point mass on the true label), the "
+            "IWAE rows enumerate the K labels, log p(x) ≥ logsumexp_y IWAE_k(x ∣ y) − log K "
+            "(K bound evaluations per image)."))
     if vae_cond or gan_cond:
         which = ("VAE and GAN draw their" if vae_cond and gan_cond
                  else f"{'VAE' if vae_cond else 'GAN'} draws its")

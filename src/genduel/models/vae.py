@@ -12,9 +12,10 @@ code on a linear-Gaussian model whose log p(x) is analytic.
 
 With ``vae.conditional`` the model is a CVAE (Sohn et al. 2015): ``q(z | x, y)``, ``p(x | z, y)``,
 ``p(z) = N(0, I)`` and a uniform label prior ``p(y) = 1/K``. Training maximises the ELBO of
-``log p(x | y)`` on labelled data; :func:`marginal_bound` turns per-label bounds into a bound on
-``log p(x) = log sum_y p(y) p(x | y)`` by enumerating the K labels, so its likelihood is reported
-on the same footing as the unconditional VAE's.
+``log p(x | y)`` on labelled data. For a likelihood on the same footing as the unconditional
+VAE's, :func:`cvae_elbo` bounds ``log p(x)`` by ``ELBO(x | y) - log K`` and :func:`marginal_bound`
+turns per-label IWAE estimates into an IWAE bound on ``log p(x) = log sum_y p(y) p(x | y)`` by
+enumerating the K labels.
 """
 
 from __future__ import annotations
@@ -275,19 +276,32 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator |
 
 def marginal_bound(model: VAE, x: torch.Tensor,
                    bound: Callable[[torch.Tensor | None], torch.Tensor]) -> torch.Tensor:
-    """A lower bound on log p(x) (B,) in nats from a per-label bound ``y -> (B,)``.
+    """A lower bound on log p(x) (B,) in nats from a per-label IWAE estimate ``y -> (B,)``.
 
     Unconditional models: ``bound(None)``. A CVAE with uniform p(y) = 1/K enumerates the labels:
-    ``log p(x) >= logsumexp_y [b_y(x)] - log K``. For ELBOs this is the ELBO of the joint
-    posterior q(y | x) q(z | x, y) with the optimal q(y | x), proportional to p(y) exp(ELBO_y); for
-    IWAE estimates, whose exponentials are unbiased estimates of p(x | y), Jensen's inequality
-    keeps it a stochastic lower bound. Costs K bound evaluations.
+    ``log p(x) >= logsumexp_y [b_y(x)] - log K``. With IWAE estimates, whose exponentials are
+    unbiased estimates of p(x | y), this is the IWAE bound of the proposal p(y) q(z | x, y) with
+    K * k samples, so it stays a stochastic lower bound (Jensen). Do not feed it Monte Carlo
+    ELBO estimates: exp(ELBO estimate) is not unbiased, and the logsumexp of K noisy estimates
+    is biased upwards (use :func:`cvae_elbo` instead). Costs K bound evaluations.
     """
     if not model.conditional:
         return bound(None)
     labels = torch.arange(model.num_classes, device=x.device)
     per_label = torch.stack([bound(labels[c].expand(x.shape[0])) for c in labels], dim=1)
     return torch.logsumexp(per_label, dim=1) - math.log(model.num_classes)  # (B,)
+
+
+def cvae_elbo(terms: ELBOTerms, num_classes: int) -> torch.Tensor:
+    """ELBO on log p(x) (B,) of a CVAE from its terms given the true label y:
+    ``ELBO(x | y) + log p(y) = ELBO(x | y) - log K``.
+
+    It is the ELBO of the variational family q(y | x) q(z | x, y) with q(y | x) a point mass on
+    the true label, a valid choice for a bound on log p(x) of a labelled image (Jensen holds for
+    any q), and unbiased under Monte Carlo noise, unlike enumerating labels through a
+    logsumexp of noisy estimates.
+    """
+    return terms.elbo_nats - math.log(num_classes)
 
 
 def vae_loss(terms: ELBOTerms, beta: float) -> torch.Tensor:
