@@ -92,10 +92,11 @@ def label_accuracy(model: Any, judge: torch.nn.Module, num_classes: int, n: int,
     """Share of ``n`` samples of a conditional model that the judge assigns to the label they
     were drawn with (labels 0, 1, ..., K-1, 0, ...; rounded to 8 bits like every sample)."""
     labels = torch.arange(n) % num_classes  # (n,)
-    chunks = iter(labels.split(batch_size))
-    images = draw_samples(lambda b, g: model.sample(b, g, labels=next(chunks).to(device)),
-                          (model,), n, batch_size, seed, device)
-    predicted = embed(judge, images, batch_size, device).logits.argmax(1)  # (n,)
+    gen, images = make_generator(seed, device), []
+    with eval_mode(model):
+        for y in labels.split(batch_size):
+            images.append(to_uint8(model.sample(len(y), gen, labels=y.to(device)).float().cpu()))
+    predicted = embed(judge, torch.cat(images), batch_size, device).logits.argmax(1)  # (n,)
     return float((torch.from_numpy(predicted) == labels).double().mean())
 
 
@@ -261,12 +262,11 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     results = {name: run.metrics for name, run in runs.items()}
     results["real"] = evaluate_real(cfg, test=test_fs, reference=reference, num_classes=k,
                                     out_dir=out_dir)
-    conditional = {"vae": vae, "gan": gen}
+    conditional = {name: m for name, m in (("vae", vae), ("gan", gen)) if m.conditional}
     for name, model in conditional.items():
-        if getattr(model, "conditional", False):
-            results[name]["label_accuracy"] = label_accuracy(
-                model, judge, k, cfg.num_samples, cfg.batch_size, cfg.seed, device)
-    if any(getattr(m, "conditional", False) for m in conditional.values()):
+        results[name]["label_accuracy"] = label_accuracy(
+            model, judge, k, cfg.num_samples, cfg.batch_size, cfg.seed, device)
+    if conditional:
         truth = inputs.test.labels.numpy()
         results["real"]["label_accuracy"] = float((test_fs.logits.argmax(1) == truth).mean())
     results["vae"].update(likelihood_bounds(vae, inputs.test, cfg, device))
