@@ -16,9 +16,9 @@ from genduel.models.gan import Discriminator, Generator
 from genduel.models.judge import Judge
 from genduel.models.vae import VAE
 from genduel.runtime import autocast
-from genduel.train_gan import gan_train_step
-from genduel.train_judge import judge_train_step
-from genduel.train_vae import vae_train_step
+from genduel.train.gan import gan_train_step
+from genduel.train.judge import judge_train_step
+from genduel.train.vae import vae_train_step
 
 SHAPE = (1, 28, 28)
 

@@ -22,10 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from genduel import cli, config, data, evaluate, runtime
+        from genduel import config, runtime
+        from genduel import stage as cli
         from genduel.checkpoint import load_checkpoint
-        from genduel.mlflow_tracking import log_to_run, stage_run
+        from genduel.data import splits as data
+        from genduel.evaluate import run as evaluate
         from genduel.models import from_checkpoint
+        from genduel.tracking.mlflow_store import log_to_run, stage_run
 
         params = config.load_all()
         cfg = params["eval"]
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             log_to_run(params["tracking"], run_id, results[name],
                        series=series if name == "gan" else ())
 
-    from genduel.cli import run_stage
+    from genduel.stage import run_stage
 
     return run_stage("evaluate", body)
 

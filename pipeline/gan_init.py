@@ -17,8 +17,8 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         from genduel import config
-        from genduel.gan_init import write_init
-        from genduel.mlflow_tracking import stage_run
+        from genduel.tracking.mlflow_store import stage_run
+        from genduel.train.gan_init import write_init
 
         params = config.load_all()
         cfg = params["gan"]
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         source = f"the VAE decoder ({args.vae})" if content["init_from_vae"] else "random init"
         logging.getLogger("genduel.gan_init").info("generator starts from %s", source)
 
-    from genduel.cli import run_stage
+    from genduel.stage import run_stage
 
     return run_stage("gan_init", body)
 

@@ -15,9 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from genduel import data, stages
+        from genduel import stage as stages
+        from genduel.data import splits as data
         from genduel.models import from_checkpoint
-        from genduel.train_judge import train_judge
+        from genduel.train.judge import train_judge
 
         def train(ctx: stages.StageContext) -> dict[str, float]:
             splits = [data.load_split(args.data, s) for s in ("train", "val", "test")]
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                             kind="judge", train=train,
                             rebuild=lambda ckpt: from_checkpoint(ckpt, "judge"))
 
-    from genduel.cli import run_stage
+    from genduel.stage import run_stage
 
     return run_stage("judge", body)
 

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from genduel.cli import run_stage
+from genduel.stage import run_stage
 
 log = logging.getLogger("genduel.prepare")
 
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         from genduel import config
-        from genduel.data import prepare
-        from genduel.mlflow_tracking import stage_run
+        from genduel.data.splits import prepare
+        from genduel.tracking.mlflow_store import stage_run
 
         params = config.load_all()
         with stage_run("prepare", params["tracking"], config.flat_params(params, "data")) as tr:

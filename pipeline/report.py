@@ -17,8 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from genduel import config, report
-        from genduel.mlflow_tracking import git_commit, stage_run
+        from genduel import config
+        from genduel.report import build as report
+        from genduel.tracking.mlflow_store import git_commit, stage_run
 
         params = config.load_all()
         inputs = report.load_inputs(args.metrics_dir, args.data, params["report"].title,
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                                        commit=git_commit(Path.cwd()))
             tracker.log_artifact(path.parent, "report")
 
-    from genduel.cli import run_stage
+    from genduel.stage import run_stage
 
     return run_stage("report", body)
 

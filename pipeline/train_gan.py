@@ -17,10 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from genduel import data, stages
-        from genduel.gan_init import load_init
+        from genduel import stage as stages
+        from genduel.data import splits as data
         from genduel.models import from_checkpoint
-        from genduel.train_gan import train_gan
+        from genduel.train.gan import train_gan
+        from genduel.train.gan_init import load_init
 
         def train(ctx: stages.StageContext) -> dict[str, float]:
             cfg = ctx.params["gan"]
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                             kind="gan", train=train,
                             rebuild=lambda ckpt: from_checkpoint(ckpt, "generator"))
 
-    from genduel.cli import run_stage
+    from genduel.stage import run_stage
 
     return run_stage("train_gan", body)
 

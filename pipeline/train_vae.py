@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from genduel import data, stages
+        from genduel import stage as stages
+        from genduel.data import splits as data
         from genduel.models import from_checkpoint
-        from genduel.train_vae import train_vae
+        from genduel.train.vae import train_vae
 
         def train(ctx: stages.StageContext) -> dict[str, float]:
             train_split = data.load_split(args.data, "train")
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                             kind="vae", train=train,
                             rebuild=lambda ckpt: from_checkpoint(ckpt, "vae"))
 
-    from genduel.cli import run_stage
+    from genduel.stage import run_stage
 
     return run_stage("train_vae", body)
 

@@ -13,20 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from genduel import rawdata
 from genduel.config import DataConfig
-from genduel.data import (
-    Split,
-    batches,
-    load_split,
-    prepare,
-    save_grid,
-    split_indices,
-    to_model_range,
-    to_uint8,
-)
+from genduel.data import raw as rawdata
+from genduel.data.pixels import save_grid, to_model_range, to_uint8
+from genduel.data.raw import IDX_FILES, load_source, read_idx, write_idx
+from genduel.data.splits import Split, batches, load_split, prepare, split_indices
 from genduel.errors import ConfigError, DataError
-from genduel.rawdata import IDX_FILES, load_source, read_idx, write_idx
 
 N_TRAIN, N_TEST = 300, 100
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from genduel.diagnostics import (
+from genduel.evaluate.gan_diagnostics import (
     FLAG_COLLAPSE,
     FLAG_CRITIC,
     FLAG_EQUILIBRIUM,

@@ -51,7 +51,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    from genduel.rawdata import write_idx
+    from genduel.data.raw import write_idx
 
     repo = tmp_path_factory.mktemp("genduel") / "repo"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,

@@ -12,9 +12,16 @@ import pytest
 import torch
 
 from genduel.config import EvalConfig, VAEConfig
-from genduel.data import Split
+from genduel.data.splits import Split
 from genduel.errors import ConfigError
-from genduel.evaluate import (
+from genduel.evaluate.extra import (
+    check_parzen_sigmas,
+    inference_metrics,
+    parzen_row,
+    probe_accuracies,
+    reconstruction_errors,
+)
+from genduel.evaluate.run import (
     EvalInputs,
     FeatureSet,
     draw_samples,
@@ -22,13 +29,6 @@ from genduel.evaluate import (
     evaluate_real,
     likelihood_bounds,
     subset,
-)
-from genduel.evaluate_extra import (
-    check_parzen_sigmas,
-    inference_metrics,
-    parzen_row,
-    probe_accuracies,
-    reconstruction_errors,
 )
 from genduel.models.vae import VAE
 
@@ -168,11 +168,11 @@ class StubJudge(torch.nn.Module):
 def test_evaluate_all_writes_every_new_key_for_every_row(tmp_path):
     import dataclasses
 
-    from genduel import diagnostics
     from genduel.config import GANConfig
+    from genduel.evaluate import gan_diagnostics as diagnostics
     from genduel.models import load_trained
-    from genduel.tracking import RecordingTracker
-    from genduel.train_gan import train_gan
+    from genduel.tracking.base import RecordingTracker
+    from genduel.train.gan import train_gan
 
     torch.manual_seed(0)
     shape = (1, 8, 8)
@@ -215,7 +215,7 @@ def test_a_bad_parzen_grid_is_refused_before_any_sampling():
 
 
 def test_inception_rows_wire_every_set_through_the_weights_file(tmp_path, monkeypatch):
-    import genduel.inception
+    import genduel.evaluate.inception
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"not really weights")
@@ -225,11 +225,11 @@ def test_inception_rows_wire_every_set_through_the_weights_file(tmp_path, monkey
         seen.update(path=path, n_ref=len(reference), sets={k: len(v) for k, v in sets.items()})
         return {k: {"inception_fid": 1.0} for k in sets}
 
-    monkeypatch.setattr(genduel.inception, "inception_metrics", fake_metrics)
+    monkeypatch.setattr(genduel.evaluate.inception, "inception_metrics", fake_metrics)
     images = torch.zeros(30, 1, 4, 4, dtype=torch.uint8)
     split = Split(images, torch.zeros(30, dtype=torch.int64), ["a"])
     cfg = EvalConfig(inception_weights=str(weights), inception_samples=10, num_samples=20)
-    from genduel.evaluate_extra import inception_rows
+    from genduel.evaluate.extra import inception_rows
 
     rows = inception_rows(cfg, {"vae": images[:20], "gan": images[:20]}, split, split,
                           torch.device("cpu"))
@@ -241,7 +241,7 @@ def test_inception_rows_wire_every_set_through_the_weights_file(tmp_path, monkey
 
 def test_judge_features_do_not_depend_on_the_batch_size():
     from genduel.config import JudgeConfig
-    from genduel.evaluate import embed
+    from genduel.evaluate.run import embed
     from genduel.models.judge import Judge
 
     torch.manual_seed(0)
@@ -271,7 +271,7 @@ class LabelPainter(torch.nn.Module):
 
 
 def test_label_accuracy_is_one_for_a_model_that_honours_labels_and_chance_otherwise():
-    from genduel.evaluate import label_accuracy
+    from genduel.evaluate.run import label_accuracy
 
     args = (StubJudge(), 4, 40, 16, 0, torch.device("cpu"))
     assert label_accuracy(LabelPainter(ignore=False), *args) == 1.0

@@ -12,7 +12,8 @@ from torch import nn
 
 from genduel.checkpoint import load_checkpoint
 from genduel.config import GANConfig
-from genduel.data import Split, save_grid
+from genduel.data.pixels import save_grid
+from genduel.data.splits import Split
 from genduel.errors import TrainingError
 from genduel.models.gan import (
     Discriminator,
@@ -23,8 +24,8 @@ from genduel.models.gan import (
     g_loss,
 )
 from genduel.runtime import eval_mode, make_generator
-from genduel.tracking import RecordingTracker
-from genduel.train_gan import STEP_KEYS, gan_train_step, train_gan
+from genduel.tracking.base import RecordingTracker
+from genduel.train.gan import STEP_KEYS, gan_train_step, train_gan
 
 TINY = GANConfig(latent_dim=8, width=4, batch_size=8, log_every=2, grid_images=4, epochs=2)
 

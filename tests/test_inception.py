@@ -20,9 +20,9 @@ import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch import nn
 
-from genduel import inception as inception_module
 from genduel.errors import DataError
-from genduel.inception import (
+from genduel.evaluate import inception as inception_module
+from genduel.evaluate.inception import (
     FEATURE_DIM,
     NUM_LOGITS,
     InceptionOutputs,

@@ -9,12 +9,12 @@ import torch
 
 from genduel.checkpoint import load_checkpoint
 from genduel.config import JudgeConfig
-from genduel.data import Split
+from genduel.data.splits import Split
 from genduel.errors import TrainingError
 from genduel.models.judge import Judge, JudgeOutput, build_judge
 from genduel.runtime import eval_mode
-from genduel.tracking import RecordingTracker
-from genduel.train_judge import evaluate_accuracy, judge_train_step, train_judge
+from genduel.tracking.base import RecordingTracker
+from genduel.train.judge import evaluate_accuracy, judge_train_step, train_judge
 
 CPU = torch.device("cpu")
 SMALL = JudgeConfig(epochs=3, batch_size=32, lr=5e-3, width=8, feature_dim=32, dropout=0.1)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genduel import diagnostics
 from genduel.errors import DataError
-from genduel.report import (
+from genduel.evaluate import gan_diagnostics as diagnostics
+from genduel.report.build import (
     NO_ENCODER,
     Figure,
     Heading,
@@ -28,7 +28,7 @@ from genduel.report import (
     winners,
     write_report,
 )
-from genduel.report_sections import (
+from genduel.report.sections import (
     DASH,
     Extras,
     diagnostics_blocks,
@@ -284,8 +284,8 @@ def test_report_builds_without_the_optional_inputs(tmp_path):
 
 
 def test_load_inputs_merges_the_numbers_with_their_protocol_details(tmp_path):
-    from genduel.evaluate import split_details
-    from genduel.report import load_inputs
+    from genduel.evaluate.run import split_details
+    from genduel.report.build import load_inputs
 
     row = {"fid": 3.5, "classes_covered": 10, "protocol": {"draws": 3},
            "model_params": {"loss": "minimax"}}

@@ -12,11 +12,9 @@ import torch
 from PIL import Image
 
 from genduel.config import GANConfig, VAEConfig
-from genduel.data import Split, to_model_range
-from genduel.models.gan import Generator
-from genduel.models.vae import VAE
-from genduel.runtime import eval_mode
-from genduel.studies import (
+from genduel.data.pixels import to_model_range
+from genduel.data.splits import Split
+from genduel.evaluate.studies import (
     choose_pairs,
     choose_sources,
     class_grid,
@@ -32,7 +30,10 @@ from genduel.studies import (
     vae_interpolation,
     vae_manifold,
 )
-from genduel.study_figures import write_studies
+from genduel.evaluate.study_figures import write_studies
+from genduel.models.gan import Generator
+from genduel.models.vae import VAE
+from genduel.runtime import eval_mode
 
 SHAPE = (1, 8, 8)
 K = 3

@@ -12,7 +12,13 @@ import torch
 
 from genduel.config import TrackingConfig
 from genduel.errors import TrackingError
-from genduel.mlflow_tracking import check_reachable, log_to_run, repo_root, resolve_uri, stage_run
+from genduel.tracking.mlflow_store import (
+    check_reachable,
+    log_to_run,
+    repo_root,
+    resolve_uri,
+    stage_run,
+)
 
 
 def test_queued_experiment_maps_back_to_the_main_repo(tmp_path):

@@ -13,14 +13,14 @@ import torch
 
 from genduel.config import VAEConfig
 from genduel.errors import TrainingError
-from genduel.likelihood import (
+from genduel.models import from_checkpoint
+from genduel.models.likelihood import (
     bits_per_dim,
     discretized_logistic_log_prob,
     gaussian_kl_standard,
     gaussian_log_prob,
     iwae_from_log_weights,
 )
-from genduel.models import from_checkpoint
 from genduel.models.vae import (
     VAE,
     ELBOTerms,
@@ -35,8 +35,8 @@ from genduel.models.vae import (
     vae_loss,
 )
 from genduel.runtime import eval_mode, make_generator
-from genduel.tracking import RecordingTracker
-from genduel.train_vae import train_vae, vae_train_step, validation_elbo_nats
+from genduel.tracking.base import RecordingTracker
+from genduel.train.vae import train_vae, vae_train_step, validation_elbo_nats
 
 GRID = torch.arange(256, dtype=torch.float64) / 127.5 - 1.0  # the 256 pixel values in [-1, 1]
 SMALL = VAEConfig(latent_dim=4, width=8, batch_size=16, lr=2e-3, log_every=1, grid_images=16)
@@ -272,7 +272,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_train_vae_end_to_end(tmp_path: Path) -> None:
-    from genduel.data import Split
+    from genduel.data.splits import Split
 
     train = Split(_images(256, seed=1), torch.zeros(256, dtype=torch.int64), ["a"])
     val = Split(_images(40, seed=2), torch.zeros(40, dtype=torch.int64), ["a"])

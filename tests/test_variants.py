@@ -14,9 +14,9 @@ from torch import nn
 
 from genduel.checkpoint import load_checkpoint, save_checkpoint
 from genduel.config import GANConfig, VAEConfig
-from genduel.data import Split, to_model_range
+from genduel.data.pixels import to_model_range
+from genduel.data.splits import Split
 from genduel.errors import ConfigError, DataError
-from genduel.gan_init import generator_state_from_vae, load_init, write_init
 from genduel.models.gan import (
     Discriminator,
     Generator,
@@ -35,9 +35,10 @@ from genduel.models.vae import (
     marginal_bound,
 )
 from genduel.runtime import eval_mode, make_generator
-from genduel.tracking import RecordingTracker
-from genduel.train_gan import gan_train_step, train_gan
-from genduel.train_vae import vae_train_step
+from genduel.tracking.base import RecordingTracker
+from genduel.train.gan import gan_train_step, train_gan
+from genduel.train.gan_init import generator_state_from_vae, load_init, write_init
+from genduel.train.vae import vae_train_step
 
 SHAPE = (1, 8, 8)
 NULL = contextlib.nullcontext

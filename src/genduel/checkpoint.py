@@ -14,22 +14,18 @@ A checkpoint is a dict of plain tensors and Python scalars (loadable with
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genduel.errors import DataError
+from genduel.io import atomic_write
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """Write atomically: a crash mid-write never leaves a truncated file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:

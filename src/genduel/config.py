@@ -66,6 +66,7 @@ class JudgeConfig:
     width: int = _f(32, min=4, help="channels of the first conv block; doubled per block")
     feature_dim: int = _f(256, min=16, max=2048, help="penultimate-layer width (FID features)")
     dropout: float = _f(0.25, min=0.0, max=0.9)
+    log_every: int = _f(20, min=1, help="steps between logged training metrics")
     seed: int = _f(1, min=0)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ from genduel.config import RuntimeConfig
 from genduel.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def resolve_device(cfg: RuntimeConfig) -> torch.device:
@@ -70,16 +72,6 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate((state["python_version"], tuple(state["python"].tolist()), None))
-    has_gauss, cached = state["numpy_gauss"]
-    keys = state["numpy"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy_pos"], int(has_gauss), cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 @contextlib.contextmanager
 def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     """Put modules in eval mode under ``torch.no_grad`` and restore their previous mode."""
@@ -92,3 +84,17 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     finally:
         for m, w in zip(modules, was):
             m.train(w)
+
+
+def eval_batches(fn: Callable[[slice], T], n: int, batch_size: int,
+                 *modules: torch.nn.Module) -> list[T]:
+    """``[fn(s) for s in consecutive slices of range(n)]``, ``batch_size`` long (the last may be
+    shorter), with ``modules`` in eval mode under ``torch.no_grad``.
+
+    The one batched inference loop: embedding images, drawing samples, encoding posteriors and
+    Inception features all call it with the work of one batch as ``fn``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"eval_batches: batch_size must be >= 1, got {batch_size}")
+    with eval_mode(*modules):
+        return [fn(slice(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
+from pathlib import Path
 
-from genduel.cli import TIMINGS_FILE
+log = logging.getLogger(__name__)
+
+#: Per-stage wall times are appended here (JSON lines); ``python -m genduel.timings`` prints them.
+TIMINGS_FILE = Path(".dvc/tmp/genduel-timings.jsonl")
+
+
+def record(name: str, seconds: float) -> None:
+    """Append one stage's wall time to :data:`TIMINGS_FILE`; a failure only logs a warning."""
+    try:
+        TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        with TIMINGS_FILE.open("a") as fh:
+            fh.write(json.dumps({"stage": name, "seconds": round(seconds, 2),
+                                 "time": time.time()}) + "\n")
+    except OSError as exc:  # timing is a convenience; never fail a finished stage over it
+        log.warning("could not record stage time in %s: %s", TIMINGS_FILE, exc)
 
 
 def main(argv: list[str] | None = None) -> int:

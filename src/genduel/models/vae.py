@@ -30,7 +30,7 @@ from torch import nn
 
 from genduel.config import VAEConfig, validate
 from genduel.errors import ConfigError
-from genduel.likelihood import (
+from genduel.models.likelihood import (
     discretized_logistic_log_prob,
     gaussian_kl_standard,
     gaussian_log_prob,

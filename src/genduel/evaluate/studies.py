@@ -19,7 +19,7 @@ import logging
 import numpy as np
 import torch
 
-from genduel.data import to_model_range
+from genduel.data.pixels import to_model_range
 from genduel.models.gan import Generator
 from genduel.models.vae import VAE
 from genduel.runtime import eval_mode

@@ -17,23 +17,20 @@ import contextlib
 import dataclasses
 import logging
 import math
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from genduel.checkpoint import save_checkpoint
 from genduel.config import VAEConfig
-from genduel.errors import DataError, TrainingError
-from genduel.likelihood import bits_per_dim
+from genduel.data.pixels import save_grid, to_model_range
+from genduel.data.splits import Split
+from genduel.errors import DataError
+from genduel.models.likelihood import bits_per_dim
 from genduel.models.vae import VAE, elbo_terms, num_dims, vae_loss
-from genduel.runtime import autocast, eval_mode, make_generator, rng_state
-from genduel.tracking import CsvLog, Tracker
-
-if TYPE_CHECKING:
-    from genduel.data import Split
+from genduel.runtime import autocast, eval_batches, eval_mode, make_generator
+from genduel.tracking.base import CsvLog, Tracker
+from genduel.train import loop
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +38,8 @@ log = logging.getLogger(__name__)
 STEP_KEYS = ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")
 HISTORY_COLUMNS = ("step", "epoch", *STEP_KEYS)
 EPOCH_COLUMNS = ("epoch", "step", "val_elbo_nats", "val_bits_per_dim", "seconds")
+_FIX = ("lower vae.lr (or vae.beta) in params.yaml, set runtime.amp: false, and check that the "
+        "images are finite and in [-1, 1]")
 
 
 def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -73,14 +72,12 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
     with amp_ctx:
         terms = elbo_terms(model, x, cfg.mc_samples, generator, y if model.conditional else None)
         loss = vae_loss(terms, cfg.beta)
-    if not torch.isfinite(loss):
-        _diverged("loss", loss, step)
+    loop.require_finite(loss, "vae loss", step, _FIX)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.get_total_norm(grads)
-    if not torch.isfinite(grad_norm):
-        _diverged("gradient norm", grad_norm, step)
+    loop.require_finite(grad_norm, "vae gradient norm", step, _FIX)
     optimizer.step()
     stats = torch.stack([loss.detach(), terms.elbo_nats.detach().mean(),
                          -terms.log_px_z_nats.detach().mean(), terms.kl_nats.detach().mean()])
@@ -90,65 +87,6 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
             "bits_per_dim": bpd}
 
 
-def _diverged(what: str, value: torch.Tensor, step: int) -> None:
-    state = "NaN" if torch.isnan(value) else "infinite"
-    raise TrainingError(
-        f"vae {what} became {state} at step {step}; lower vae.lr (or vae.beta) in params.yaml, "
-        "set runtime.amp: false, and check that the images are finite and in [-1, 1]"
-    )
-
-
-@dataclasses.dataclass
-class _Run:
-    """Everything the epoch loop shares; private to this module."""
-
-    cfg: VAEConfig
-    model: VAE
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    amp: bool
-    tracker: Tracker
-    out_dir: Path
-    shuffle_gen: torch.Generator
-    noise_gen: torch.Generator
-    history: CsvLog
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    step: int = 0
-
-
-def _train_epoch(run: _Run, train: Split, epoch: int) -> None:
-    """One pass over the shuffled training set; logs window means every ``log_every`` steps."""
-    from tqdm import tqdm
-
-    from genduel.data import batches
-
-    cfg = run.cfg
-    drop_last = len(train) >= cfg.batch_size  # a batch of 1 would break BatchNorm
-    total = len(train) // cfg.batch_size if drop_last else 1
-    window: dict[str, float] = dict.fromkeys(STEP_KEYS, 0.0)
-    count = 0
-    bar = tqdm(total=total, desc=f"vae epoch {epoch}", leave=False,
-               disable=not sys.stderr.isatty())
-    for x, y in batches(train, cfg.batch_size, shuffle=True, generator=run.shuffle_gen,
-                        device=run.device, drop_last=drop_last):
-        run.step += 1
-        stats = vae_train_step(run.model, run.optimizer, x, cfg, step=run.step,
-                               amp_ctx=autocast(run.device, run.amp), generator=run.noise_gen,
-                               y=y)
-        if run.scheduler is not None:
-            run.scheduler.step()
-        window = {k: window[k] + stats[k] for k in STEP_KEYS}
-        count += 1
-        bar.update(1)
-        if run.step % cfg.log_every == 0:
-            means = {k: v / count for k, v in window.items()}  # mean over the logging window
-            run.tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=run.step)
-            run.history.append({"step": run.step, "epoch": epoch, **means})
-            bar.set_postfix(elbo_nats=f"{means['elbo_nats']:.1f}")
-            window, count = dict.fromkeys(STEP_KEYS, 0.0), 0
-    bar.close()
-
-
 def validation_elbo_nats(model: VAE, val: Split, cfg: VAEConfig, *, device: torch.device,
                          amp: bool) -> float:
     """Mean ELBO in nats per image over the whole split (eval mode, L = ``cfg.mc_samples``).
@@ -156,51 +94,38 @@ def validation_elbo_nats(model: VAE, val: Split, cfg: VAEConfig, *, device: torc
     Summed in float64 over images, divided by N; eps from a generator seeded ``cfg.seed + 3``.
     For a CVAE this is the ELBO of log p(x | y) with the true labels (the quantity trained).
     """
-    from genduel.data import batches
-
     gen = make_generator(cfg.seed + 3, device)
+
+    def elbo_sum(sl: slice) -> torch.Tensor:
+        x = to_model_range(val.images[sl]).to(device)  # (b, C, H, W)
+        y = val.labels[sl].to(device) if model.conditional else None
+        with autocast(device, amp):
+            terms = elbo_terms(model, x, cfg.mc_samples, gen, y)
+        return terms.elbo_nats.double().sum()
+
     total = torch.zeros((), dtype=torch.float64, device=device)
-    with eval_mode(model):
-        for x, y in batches(val, cfg.batch_size, shuffle=False, generator=None, device=device):
-            with autocast(device, amp):
-                terms = elbo_terms(model, x, cfg.mc_samples, gen,
-                                   y if model.conditional else None)
-            total += terms.elbo_nats.double().sum()
+    for part in eval_batches(elbo_sum, len(val), cfg.batch_size, model):
+        total += part  # batch by batch, in order
     return float(total) / len(val)
 
 
-def _write_grids(run: _Run, val: Split, z_grid: torch.Tensor, epoch: int) -> None:
+def _write_grids(model: VAE, val: Split, z_grid: torch.Tensor, out_dir: Path, epoch: int,
+                 grid_images: int) -> tuple[Path, Path]:
     """samples_epochEEE.png (decoder means at fixed z) and recon_epochEEE.png (x, recon pairs)."""
-    from genduel.data import save_grid, to_model_range
-
-    pairs = min(len(val), max(1, run.cfg.grid_images // 2))
-    model = run.model
-    grid_y = (torch.arange(len(z_grid), device=run.device) % model.num_classes
+    device = z_grid.device
+    pairs = min(len(val), max(1, grid_images // 2))
+    grid_y = (torch.arange(len(z_grid), device=device) % model.num_classes
               if model.conditional else None)  # one column per class
     with eval_mode(model):
         samples = model.decode(z_grid, grid_y)[0]  # (G, C, H, W)
-        x = to_model_range(val.images[:pairs]).to(run.device)  # (P, C, H, W)
-        recon = model.reconstruct(x, val.labels[:pairs].to(run.device))
+        x = to_model_range(val.images[:pairs]).to(device)  # (P, C, H, W)
+        recon = model.reconstruct(x, val.labels[:pairs].to(device))
     interleaved = torch.stack([x, recon], dim=1).flatten(0, 1)  # (2P, C, H, W): x0, r0, x1, ...
-    paths = (run.out_dir / f"samples_epoch{epoch:03d}.png",
-             run.out_dir / f"recon_epoch{epoch:03d}.png")
+    paths = (out_dir / f"samples_epoch{epoch:03d}.png", out_dir / f"recon_epoch{epoch:03d}.png")
     save_grid(samples.float().cpu(), paths[0], nrow=model.num_classes if grid_y is not None
               else None)
     save_grid(interleaved.float().cpu(), paths[1], nrow=2 * math.ceil(math.sqrt(pairs / 2)))
-    for path in paths:
-        run.tracker.log_artifact(path, "grids")
-
-
-def _save(run: _Run, path: Path, epoch: int, extra: dict[str, float]) -> None:
-    """Atomic checkpoint of weights, optimizer, step, RNG states and model config."""
-    generators = {"shuffle": run.shuffle_gen.get_state(), "noise": run.noise_gen.get_state()}
-    save_checkpoint(path, {
-        "kind": "vae", "model_config": run.model.model_config(),
-        "state_dicts": {"vae": run.model.state_dict()},
-        "optimizers": {"vae": run.optimizer.state_dict()},
-        "step": run.step, "epoch": epoch, "rng": rng_state(),
-        "extra": {**extra, "generators": generators, "config": dataclasses.asdict(run.cfg)},
-    })
+    return paths
 
 
 def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device, amp: bool,
@@ -209,6 +134,10 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
 
     Writes ``checkpoint_path`` and, under ``artifacts_dir``: ``history.csv`` (one row per logged
     step: window means since the previous row), ``epochs.csv`` and the per-epoch grids.
+
+    The weights are drawn from the global RNG as the stage seeded it (``vae.seed``), not from a
+    forked one as the judge's and the GAN's are: a fork would leave a different global state
+    in the checkpoint and change ``models/vae.pt``.
 
     Returns:
         ``val_elbo_nats`` and ``val_bits_per_dim`` after the last epoch, ``train_seconds`` (wall
@@ -224,33 +153,50 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
     model = VAE(cfg, tuple(train.image_shape), train.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Cosine decay to 0 over the run: the last epochs settle instead of bouncing at full lr.
-    steps = cfg.epochs * max(1, len(train) // cfg.batch_size)
-    run = _Run(cfg, model, optimizer, device, amp, tracker, artifacts_dir,
-               make_generator(cfg.seed), make_generator(cfg.seed + 1, device),
-               CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS),
-               torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps))
+    total = loop.steps_per_epoch(len(train), cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                           T_max=cfg.epochs * max(1, total))
+    shuffle_gen, noise_gen = make_generator(cfg.seed), make_generator(cfg.seed + 1, device)
+    history = CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS)
     epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
     z_grid = torch.randn(cfg.grid_images, cfg.latent_dim,
                          generator=make_generator(cfg.seed + 2)).to(device)  # (G, latent)
-    dims, start = num_dims(model.image_shape), time.perf_counter()
-    val_elbo = val_bpd = math.nan
-    for epoch in range(1, cfg.epochs + 1):
-        epoch_start = time.perf_counter()
-        _train_epoch(run, train, epoch)
+    dims, progress, start = num_dims(model.image_shape), loop.Progress(), time.perf_counter()
+    last = {"val_elbo_nats": math.nan, "val_bits_per_dim": math.nan}
+
+    def step(batch: loop.Batch, step: int) -> dict[str, float]:
+        (x, y), = batch
+        return vae_train_step(model, optimizer, x, cfg, step=step,
+                              amp_ctx=autocast(device, amp), generator=noise_gen, y=y)
+
+    def on_log(epoch: int, step: int, means: dict[str, float]) -> None:
+        tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=step)
+        history.append({"step": step, "epoch": epoch, **means})
+
+    def on_epoch(epoch: int, _: dict[str, list[float]], epoch_start: float) -> None:
         val_elbo = validation_elbo_nats(model, val, cfg, device=device, amp=amp)
-        val_bpd = bits_per_dim(val_elbo, dims)
+        last.update(val_elbo_nats=val_elbo, val_bits_per_dim=bits_per_dim(val_elbo, dims))
         seconds = time.perf_counter() - epoch_start
-        tracker.log_metrics({"val/elbo_nats": val_elbo, "val/bits_per_dim": val_bpd,
-                             "epoch": epoch}, step=run.step)
-        epochs_csv.append({"epoch": epoch, "step": run.step, "val_elbo_nats": val_elbo,
-                           "val_bits_per_dim": val_bpd, "seconds": seconds})
-        _write_grids(run, val, z_grid, epoch)
-        _save(run, Path(checkpoint_path), epoch,
-              {"val_elbo_nats": val_elbo, "val_bits_per_dim": val_bpd})
+        tracker.log_metrics({"val/elbo_nats": val_elbo,
+                             "val/bits_per_dim": last["val_bits_per_dim"], "epoch": epoch},
+                            step=progress.step)
+        epochs_csv.append({"epoch": epoch, "step": progress.step, **last, "seconds": seconds})
+        for path in _write_grids(model, val, z_grid, artifacts_dir, epoch, cfg.grid_images):
+            tracker.log_artifact(path, "grids")
+        generators = {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()}
+        loop.save_state(Path(checkpoint_path), kind="vae", model_config=model.model_config(),
+                        nets={"vae": model}, optimizers={"vae": optimizer}, progress=progress,
+                        epoch=epoch, extra={**last, "generators": generators,
+                                            "config": dataclasses.asdict(cfg)})
         log.info("vae epoch %d/%d: step %d, val ELBO %.2f nats (%.4f bits/dim), %.1f s",
-                 epoch, cfg.epochs, run.step, val_elbo, val_bpd, seconds)
-    for table in (run.history.path, epochs_csv.path):
+                 epoch, cfg.epochs, progress.step, val_elbo, last["val_bits_per_dim"], seconds)
+
+    spec = loop.EpochSpec("vae", STEP_KEYS, cfg.log_every, {"elbo_nats": ".1f"})
+    loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
+             on_epoch=on_epoch, on_step=[lambda _: scheduler.step()],
+             make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
+                                                   device=device))
+    for table in (history.path, epochs_csv.path):
         tracker.log_artifact(table, "history")
-    return {"val_elbo_nats": val_elbo, "val_bits_per_dim": val_bpd,
-            "train_seconds": time.perf_counter() - start, "steps": run.step,
+    return {**last, "train_seconds": time.perf_counter() - start, "steps": progress.step,
             "epochs": cfg.epochs}

@@ -96,7 +96,7 @@ def plot_gan_diagnostics(rows_or_csv: Sequence[dict[str, Any]] | Path | str, pat
     saturation threshold. Right: classes covered and well covered by the epoch's samples
     (absent when no per-epoch samples were saved), with ``num_classes`` as a reference line.
     """
-    from genduel import diagnostics
+    from genduel.evaluate import gan_diagnostics as diagnostics
 
     rows = (diagnostics.read_table(Path(rows_or_csv)) if isinstance(rows_or_csv, str | Path)
             else list(rows_or_csv))

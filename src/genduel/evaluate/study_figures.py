@@ -14,12 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genduel.data import Split, save_grid, to_model_range
-from genduel.models.gan import Generator
-from genduel.models.vae import VAE
-from genduel.rawdata import atomic_write
-from genduel.runtime import make_generator
-from genduel.studies import (
+from genduel.data.pixels import save_grid, to_model_range
+from genduel.data.splits import Split
+from genduel.evaluate.studies import (
     ARITH_SOURCES,
     DPI,
     ENCODED_IMAGES,
@@ -41,6 +38,10 @@ from genduel.studies import (
     vae_interpolation,
     vae_manifold,
 )
+from genduel.io import atomic_write
+from genduel.models.gan import Generator
+from genduel.models.vae import VAE
+from genduel.runtime import make_generator
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genduel import diagnostics as diag
-from genduel.document import Block, Figure, Heading, Para, Table, fmt
 from genduel.errors import DataError
+from genduel.evaluate import gan_diagnostics as diag
+from genduel.report.document import Block, Figure, Heading, Para, Table, fmt
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def load_extras(eval_dir: Path) -> Extras:
 
 def draw_extra_figures(extras: Extras, fig_dir: Path, num_classes: int) -> dict[str, str]:
     """Draw the diagnostics plot and copy the study figures; figure name -> report path."""
-    from genduel import figures
+    from genduel.report import figures
 
     out = {}
     if extras.diagnostics:

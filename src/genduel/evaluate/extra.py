@@ -37,7 +37,8 @@ import torch
 
 from genduel import metrics
 from genduel.config import EvalConfig
-from genduel.data import Split, to_model_range
+from genduel.data.pixels import to_model_range
+from genduel.data.splits import Split
 from genduel.errors import ConfigError
 from genduel.runtime import eval_mode
 
@@ -185,8 +186,9 @@ def inception_rows(cfg: EvalConfig, samples: dict[str, torch.Tensor], train: Spl
     of the test images for the real row, against a seeded subset of train images. Inception-v3
     costs ~6 GFLOP per image at 299x299, so on a CPU keep the count small (1000: minutes).
     """
-    from genduel.evaluate import sha256_file, subset
-    from genduel.inception import inception_metrics
+    from genduel.evaluate.inception import inception_metrics
+    from genduel.evaluate.run import subset
+    from genduel.io import sha256_file
 
     weights = Path(cfg.inception_weights)
     n = min(cfg.inception_samples, cfg.num_samples, len(test))
@@ -212,8 +214,8 @@ def gan_epoch_diagnostics(judge: torch.nn.Module, artifacts_dir: Path, num_class
     """
     import csv
 
-    from genduel import diagnostics
-    from genduel.evaluate import embed
+    from genduel.evaluate import gan_diagnostics as diagnostics
+    from genduel.evaluate.run import embed
 
     epochs_csv, samples_pt = artifacts_dir / "epochs.csv", artifacts_dir / "epoch_samples.pt"
     if not epochs_csv.is_file():

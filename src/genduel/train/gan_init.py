@@ -77,7 +77,7 @@ def make_init(cfg: GANConfig, vae_checkpoint: Path) -> dict[str, Any]:
 
 def write_init(cfg: GANConfig, vae_checkpoint: Path, out: Path) -> dict[str, Any]:
     """Write :func:`make_init` to ``out`` atomically; the bytes depend only on the content."""
-    from genduel.rawdata import atomic_write
+    from genduel.io import atomic_write
 
     content = make_init(cfg, vae_checkpoint)
     buf = io.BytesIO()

@@ -3,16 +3,14 @@
 :func:`load_source` looks for ``cfg.dataset`` in ``data/raw`` (also torchvision's layout under
 it), then (Fashion-MNIST only) the Debian package's :data:`SYSTEM_DIR`, then downloads it
 through torchvision when allowed; it checks md5 sums and image/label counts, and returns the
-official train and test sets with their provenance. :mod:`genduel.data` splits them.
+official train and test sets with their provenance. :mod:`genduel.data.splits` splits them.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import math
-import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ import numpy as np
 
 from genduel.config import DataConfig
 from genduel.errors import DataError
+from genduel.io import atomic_write, digest
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +58,6 @@ RAW_MD5 = {
 
 
 # ----------------------------------------------------------------------------- IDX files
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file and ``os.replace`` (no half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when the name ends in ``.gz``."""
     try:
@@ -119,12 +107,6 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
         raise ValueError(f"write_idx needs uint8 of rank 1..255, got {arr.dtype} {arr.shape}")
     payload = struct.pack(f">HBB{arr.ndim}I", 0, 0x08, arr.ndim, *arr.shape) + arr.tobytes()
     atomic_write(path, gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload)
-
-
-def digest(data: bytes | Path, algo: str) -> str:
-    h = hashlib.new(algo, usedforsecurity=False)
-    h.update(data.read_bytes() if isinstance(data, Path) else data)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- finding data

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from genduel import report_sections as sections
-from genduel.document import Block, Figure, Heading, Para, Table, fmt, to_html, to_markdown
 from genduel.errors import DataError
 from genduel.metrics import METRICS
+from genduel.report import sections
+from genduel.report.document import Block, Figure, Heading, Para, Table, fmt, to_html, to_markdown
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def winners(evals: dict[str, dict[str, Any]]) -> str:
 def draw_figures(eval_dir: Path, artifacts_dir: Path, data_dir: Path, classes: list[str],
                  fig_dir: Path) -> dict[str, str]:
     """Copy the grids and draw the plots; returns figure name -> path relative to the report."""
-    from genduel import figures
+    from genduel.report import figures
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     copies = {"real": data_dir / "real_grid.png", "vae": eval_dir / "samples_vae.png",

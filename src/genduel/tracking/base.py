@@ -28,24 +28,6 @@ class Tracker(Protocol):
     def log_model(self, model: torch.nn.Module, name: str) -> None: ...
 
 
-class NullTracker:
-    """Records nothing."""
-
-    run_id = ""
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        pass
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        pass
-
-    def log_model(self, model: torch.nn.Module, name: str) -> None:
-        pass
-
-
 class RecordingTracker:
     """Keeps everything in memory; for tests.
 

@@ -28,10 +28,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from genduel import evaluate_extra, metrics
+from genduel import metrics
 from genduel.config import EvalConfig
-from genduel.data import Split, save_grid, to_model_range, to_uint8
-from genduel.likelihood import bits_per_dim
+from genduel.data.pixels import save_grid, to_model_range, to_uint8
+from genduel.data.splits import Split
+from genduel.evaluate import extra as evaluate_extra
+from genduel.models.likelihood import bits_per_dim
 from genduel.runtime import eval_mode, make_generator
 
 log = logging.getLogger(__name__)
@@ -243,7 +245,8 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     studies (``studies/``, see :mod:`genduel.study_figures`) and the GAN's per-epoch diagnostics
     (``gan_diagnostics.csv``) to ``out_dir``. The model rows also carry ``model_params``.
     """
-    from genduel import diagnostics, study_figures
+    from genduel.evaluate import gan_diagnostics as diagnostics
+    from genduel.evaluate import study_figures
 
     evaluate_extra.check_parzen_sigmas(cfg.parzen_sigmas)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -348,7 +351,7 @@ def save_reconstructions(vae: Any, test: Split, path: Path, device: torch.device
 def diagnostics_series(path: Path) -> list[tuple[int, dict[str, float]]]:
     """``(step, {"diag/<column>": value})`` per epoch of ``gan_diagnostics.csv`` ([] if absent):
     the per-epoch diagnostics as MLflow metric histories of the GAN's training run."""
-    from genduel import diagnostics
+    from genduel.evaluate import gan_diagnostics as diagnostics
 
     if not path.is_file():
         return []

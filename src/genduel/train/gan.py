@@ -22,17 +22,17 @@ import contextlib
 import dataclasses
 import io
 import logging
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import torch
 
-from genduel.checkpoint import save_checkpoint
 from genduel.config import GANConfig
-from genduel.errors import DataError, TrainingError
+from genduel.data.pixels import save_grid, to_uint8
+from genduel.data.splits import Split
+from genduel.errors import DataError
+from genduel.io import atomic_write
 from genduel.models.gan import (
     Discriminator,
     Generator,
@@ -41,11 +41,9 @@ from genduel.models.gan import (
     g_loss,
     gradient_penalty,
 )
-from genduel.runtime import autocast, eval_mode, make_generator, rng_state
-from genduel.tracking import CsvLog, Tracker
-
-if TYPE_CHECKING:
-    from genduel.data import Split
+from genduel.runtime import autocast, eval_mode, make_generator
+from genduel.tracking.base import CsvLog, Tracker
+from genduel.train import loop
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +55,8 @@ EPOCH_COLUMNS = ("epoch", "step", *STEP_KEYS, "d_loss_std", "g_loss_std", "secon
 
 
 def _check_finite(name: str, loss: torch.Tensor, step: int) -> None:
-    if not torch.isfinite(loss):
-        state = "NaN" if torch.isnan(loss) else "infinite"
-        raise TrainingError(
-            f"gan {name} became {state} at step {step}; training diverged: lower gan.lr_d and "
-            "gan.lr_g in params.yaml (or set runtime.amp: false)")
+    loop.require_finite(loss, f"gan {name}", step, "training diverged: lower gan.lr_d and "
+                        "gan.lr_g in params.yaml (or set runtime.amp: false)")
 
 
 def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: torch.Tensor,
@@ -165,96 +160,6 @@ def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
             "d_acc": correct / (2 * n_real), "gp": penalty / len(real_batches)}
 
 
-@dataclasses.dataclass
-class _Run:
-    """Everything the epoch loop shares; private to this module."""
-
-    cfg: GANConfig
-    G: Generator
-    D: Discriminator
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    device: torch.device
-    amp: bool
-    tracker: Tracker
-    shuffle_gen: torch.Generator
-    noise_gen: torch.Generator
-    history: CsvLog
-    step: int = 0
-    images: int = 0  # real images consumed by D updates
-
-
-Group = list[tuple[torch.Tensor, torch.Tensor]]  # k (x (B, C, H, W), y (B,)) real batches
-
-
-def _groups(run: _Run, train: Split) -> tuple[int, Iterator[Group]]:
-    """(steps per epoch, iterator over lists of k real batches); incomplete groups dropped."""
-    from genduel.data import batches
-
-    cfg = run.cfg
-    drop_last = len(train) >= cfg.batch_size  # a batch of 1 would break BatchNorm
-    n_batches = len(train) // cfg.batch_size if drop_last else 1
-    it = batches(train, cfg.batch_size, shuffle=True, generator=run.shuffle_gen,
-                 device=run.device, drop_last=drop_last)
-
-    def grouped() -> Iterator[Group]:
-        for _ in range(n_batches // cfg.d_steps):
-            yield [next(it) for _ in range(cfg.d_steps)]
-
-    return n_batches // cfg.d_steps, grouped()
-
-
-def _train_epoch(run: _Run, train: Split, epoch: int) -> dict[str, float]:
-    """One pass over the training set; logs window means every ``log_every`` G steps.
-
-    Returns the epoch means of :data:`STEP_KEYS` and the std over steps of both losses.
-    """
-    from tqdm import tqdm
-
-    total, groups = _groups(run, train)
-    steps = {k: [] for k in STEP_KEYS}
-    window, count = dict.fromkeys(STEP_KEYS, 0.0), 0
-    bar = tqdm(total=total, desc=f"gan epoch {epoch}", leave=False,
-               disable=not sys.stderr.isatty())
-    for group in groups:
-        run.step += 1
-        run.images += sum(x.shape[0] for x, _ in group)
-        stats = gan_train_step(run.G, run.D, run.opt_g, run.opt_d, [x for x, _ in group],
-                               run.cfg, generator=run.noise_gen,
-                               amp_ctx=autocast(run.device, run.amp), step=run.step,
-                               real_labels=[y for _, y in group])
-        for k in STEP_KEYS:
-            steps[k].append(stats[k])
-        window = {k: window[k] + stats[k] for k in STEP_KEYS}
-        count += 1
-        bar.update(1)
-        if run.step % run.cfg.log_every == 0:
-            means = {k: v / count for k, v in window.items()}  # mean over the logging window
-            run.tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=run.step)
-            run.history.append({"step": run.step, "epoch": epoch, **means})
-            bar.set_postfix(d_loss=f"{means['d_loss']:.3f}", g_loss=f"{means['g_loss']:.3f}")
-            window, count = dict.fromkeys(STEP_KEYS, 0.0), 0
-    bar.close()
-    values = {k: torch.tensor(v, dtype=torch.float64) for k, v in steps.items()}
-    out = {k: float(v.mean()) if len(v) else float("nan") for k, v in values.items()}
-    for k in ("d_loss", "g_loss"):
-        out[f"{k}_std"] = float(values[k].std(correction=0)) if len(values[k]) else float("nan")
-    return out
-
-
-def _save(run: _Run, path: Path, epoch: int, extra: dict[str, Any]) -> None:
-    """Atomic checkpoint of both nets, both optimizers, step, RNG states and model config."""
-    generators = {"shuffle": run.shuffle_gen.get_state(), "noise": run.noise_gen.get_state()}
-    save_checkpoint(path, {
-        "kind": "gan", "model_config": run.G.model_config(),
-        "state_dicts": {"generator": run.G.state_dict(), "discriminator": run.D.state_dict()},
-        "optimizers": {"generator": run.opt_g.state_dict(),
-                       "discriminator": run.opt_d.state_dict()},
-        "step": run.step, "epoch": epoch, "rng": rng_state(),
-        "extra": {**extra, "generators": generators, "config": dataclasses.asdict(run.cfg)},
-    })
-
-
 @dataclasses.dataclass(frozen=True)
 class _Fixed:
     """Fixed inputs drawn once, so every epoch's grid and diagnostic set are comparable."""
@@ -274,17 +179,8 @@ class _Fixed:
             return G(self.z, self.y).float().cpu()  # (N, C, H, W) in [-1, 1]
 
 
-def _write_grid(run: _Run, fixed: _Fixed, path: Path) -> None:
-    from genduel.data import save_grid
-
-    save_grid(fixed.images(run.G), path, nrow=run.G.num_classes if run.G.conditional else None)
-    run.tracker.log_artifact(path, "grids")
-
-
 def _save_epoch_samples(samples: dict[str, list], path: Path) -> None:
     """``epoch_samples.pt``: {"epochs", "steps", "images": uint8 (E, N, C, H, W), "labels"}."""
-    from genduel.rawdata import atomic_write
-
     buf = io.BytesIO()
     torch.save({"epochs": samples["epochs"], "steps": samples["steps"],
                 "images": torch.stack(samples["images"]), "labels": samples["labels"]}, buf)
@@ -299,21 +195,13 @@ def _optimizer(params: Iterator[torch.nn.Parameter], lr: float,
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def _build(cfg: GANConfig, image_shape: tuple[int, int, int], num_classes: int,
-           device: torch.device) -> tuple[Generator, Discriminator]:
-    """Both nets, initialised from the global RNG forked and seeded with ``cfg.seed``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        return (Generator(cfg, image_shape, num_classes).to(device),
-                Discriminator(cfg, image_shape, num_classes).to(device))
-
-
 def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
               tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path,
               init_state: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Train a :class:`Generator`/:class:`Discriminator` pair for ``cfg.epochs`` epochs.
 
-    The optimizers are ``gan.optimizer`` (Adam or SGD with momentum) at lr_g / lr_d. Writes
+    Both nets are initialised from the global RNG forked and seeded with ``cfg.seed``. The
+    optimizers are ``gan.optimizer`` (Adam or SGD with momentum) at lr_g / lr_d. Writes
     ``checkpoint_path`` after every epoch and, under ``artifacts_dir``: ``history.csv`` (one row
     per logged step: window means since the previous row), ``epochs.csv`` (epoch means, loss std
     and seconds), ``samples_epochEEE.png`` (fixed noise, so epochs are comparable; one row per
@@ -322,57 +210,80 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
 
     Args:
         init_state: a generator state dict to start from (``gan.init_from_vae``: the VAE
-            decoder's weights, see :mod:`genduel.gan_init`); None = random initialisation.
+            decoder's weights, see :mod:`genduel.train.gan_init`); None = random initialisation.
 
     Returns:
         The last epoch's means of :data:`STEP_KEYS`, ``train_seconds`` (wall time of the whole
         loop: training, grids, checkpoints), ``steps`` (G updates), ``epochs`` and
         ``train_images_per_s`` (real images consumed per second of training).
     """
-    from genduel.data import to_uint8
-
-    n_batches = len(train) // cfg.batch_size if len(train) >= cfg.batch_size else 1
-    if len(train) < 2 or n_batches < cfg.d_steps:
+    total = loop.steps_per_epoch(len(train), cfg.batch_size, cfg.d_steps)
+    if len(train) < 2 or total < 1:
         raise DataError(f"gan needs at least gan.d_steps = {cfg.d_steps} batches of "
                         f"gan.batch_size = {cfg.batch_size} training images, got {len(train)} "
                         "images; lower those or raise data.train_limit")
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    G, D = _build(cfg, tuple(train.image_shape), train.num_classes, device)
+    shape, k = tuple(train.image_shape), train.num_classes
+    G, D = loop.build_seeded(cfg.seed, lambda: (Generator(cfg, shape, k).to(device),
+                                                Discriminator(cfg, shape, k).to(device)))
     if init_state is not None:
         G.load_state_dict(init_state)
-    run = _Run(cfg, G, D, _optimizer(G.parameters(), cfg.lr_g, cfg),
-               _optimizer(D.parameters(), cfg.lr_d, cfg), device, amp, tracker,
-               make_generator(cfg.seed), make_generator(cfg.seed + 1, device),
-               CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS))
+    opt_g = _optimizer(G.parameters(), cfg.lr_g, cfg)
+    opt_d = _optimizer(D.parameters(), cfg.lr_d, cfg)
+    shuffle_gen, noise_gen = make_generator(cfg.seed), make_generator(cfg.seed + 1, device)
+    history = CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS)
     epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
     grid, diag = (_Fixed.draw(G, n, cfg.seed + s, device)
                   for n, s in ((cfg.grid_images, 2), (cfg.diag_samples, 3)))
     diag_samples: dict[str, list] = {"epochs": [], "steps": [], "images": [],
                                      "labels": None if diag.y is None else diag.y.cpu()}
-    start, train_time = time.perf_counter(), 0.0
+    progress, start = loop.Progress(), time.perf_counter()
     means = dict.fromkeys(STEP_KEYS, float("nan"))
-    for epoch in range(1, cfg.epochs + 1):
-        epoch_start = time.perf_counter()
-        means = _train_epoch(run, train, epoch)
-        train_time += time.perf_counter() - epoch_start
-        _write_grid(run, grid, artifacts_dir / f"samples_epoch{epoch:03d}.png")
+
+    def step(batch: loop.Batch, step: int) -> dict[str, float]:
+        return gan_train_step(G, D, opt_g, opt_d, [x for x, _ in batch], cfg,
+                              generator=noise_gen, amp_ctx=autocast(device, amp), step=step,
+                              real_labels=[y for _, y in batch])
+
+    def on_log(epoch: int, step: int, window: dict[str, float]) -> None:
+        tracker.log_metrics({f"train/{k}": v for k, v in window.items()}, step=step)
+        history.append({"step": step, "epoch": epoch, **window})
+
+    def on_epoch(epoch: int, values: dict[str, list[float]], epoch_start: float) -> None:
+        means.update(loop.epoch_means(values))
+        means.update({f"{k}_std": loop.epoch_std(values[k]) for k in ("d_loss", "g_loss")})
+        grid_path = artifacts_dir / f"samples_epoch{epoch:03d}.png"
+        save_grid(grid.images(G), grid_path, nrow=G.num_classes if G.conditional else None)
+        tracker.log_artifact(grid_path, "grids")
         if cfg.diag_samples:
-            for key, value in (("epochs", epoch), ("steps", run.step),
+            for key, value in (("epochs", epoch), ("steps", progress.step),
                                ("images", to_uint8(diag.images(G)))):
                 diag_samples[key].append(value)
             _save_epoch_samples(diag_samples, artifacts_dir / "epoch_samples.pt")
         seconds = time.perf_counter() - epoch_start
         tracker.log_metrics({**{f"epoch/{k}": v for k, v in means.items()}, "epoch": epoch},
-                            step=run.step)
-        epochs_csv.append({"epoch": epoch, "step": run.step, **means, "seconds": seconds})
-        _save(run, Path(checkpoint_path), epoch, {"epoch_means": means, "loss": cfg.loss,
-                                                  "d_steps": cfg.d_steps})
+                            step=progress.step)
+        epochs_csv.append({"epoch": epoch, "step": progress.step, **means, "seconds": seconds})
+        generators = {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()}
+        loop.save_state(Path(checkpoint_path), kind="gan", model_config=G.model_config(),
+                        nets={"generator": G, "discriminator": D},
+                        optimizers={"generator": opt_g, "discriminator": opt_d},
+                        progress=progress, epoch=epoch,
+                        extra={"epoch_means": dict(means), "loss": cfg.loss,
+                               "d_steps": cfg.d_steps, "generators": generators,
+                               "config": dataclasses.asdict(cfg)})
         log.info("gan epoch %d/%d: step %d, d_loss %.3f, g_loss %.3f, D(x) %.2f, D(G(z)) %.2f, "
-                 "D acc %.2f, %.1f s", epoch, cfg.epochs, run.step, means["d_loss"],
+                 "D acc %.2f, %.1f s", epoch, cfg.epochs, progress.step, means["d_loss"],
                  means["g_loss"], means["d_real"], means["d_fake"], means["d_acc"], seconds)
-    for table in (run.history.path, epochs_csv.path):
+
+    spec = loop.EpochSpec("gan", STEP_KEYS, cfg.log_every, {"d_loss": ".3f", "g_loss": ".3f"})
+    loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
+             on_epoch=on_epoch,
+             make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
+                                                   device=device, group=cfg.d_steps))
+    for table in (history.path, epochs_csv.path):
         tracker.log_artifact(table, "history")
     last = {k: means[k] for k in STEP_KEYS}
-    return {**last, "train_seconds": time.perf_counter() - start, "steps": run.step,
-            "epochs": cfg.epochs, "train_images_per_s": run.images / max(train_time, 1e-9)}
+    return {**last, "train_seconds": time.perf_counter() - start, "steps": progress.step,
+            "epochs": cfg.epochs, "train_images_per_s": progress.images_per_s}

@@ -1,10 +1,10 @@
-"""Verified uint8 splits out of the raw images; the pixel convention every model shares.
+"""Verified uint8 splits out of the raw images, preloaded and batched.
 
-The prepare stage loads the raw dataset (:func:`genduel.rawdata.load_source`: ``data/raw``, the
-Debian package, or a torchvision download), splits the official training set into train/val by
-seed and writes ``{train,val,test}.pt`` with ``images`` uint8 ``(N, C, H, W)``, ``labels`` int64
-``(N,)`` and ``classes``. Models see pixels as ``x = u8 / 127.5 - 1`` in ``[-1, 1]``
-(:func:`to_model_range`), which :func:`to_uint8` inverts exactly.
+The prepare stage loads the raw dataset (:func:`genduel.data.raw.load_source`: ``data/raw``,
+the Debian package, or a torchvision download), splits the official training set into train/val
+by seed and writes ``{train,val,test}.pt`` with ``images`` uint8 ``(N, C, H, W)``, ``labels``
+int64 ``(N,)`` and ``classes``. :func:`batches` converts them to the models' ``[-1, 1]`` range
+(:mod:`genduel.data.pixels`) on the device.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,10 @@ import numpy as np
 import torch
 
 from genduel.config import DataConfig
+from genduel.data.pixels import save_grid, to_model_range
+from genduel.data.raw import load_source
 from genduel.errors import ConfigError, DataError
-from genduel.rawdata import atomic_write, digest, load_source
+from genduel.io import atomic_write, digest
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +134,6 @@ def load_split(prepared_dir: str | Path, split: str) -> Split:
     return Split(images, labels, classes)
 
 
-# ----------------------------------------------------------------------------- pixels
-def to_model_range(u8: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 ``x = u8 / 127.5 - 1`` in ``[-1, 1]``, same shape."""
-    if u8.dtype != torch.uint8:
-        raise TypeError(f"to_model_range expects uint8 pixels, got {u8.dtype}")
-    return u8.to(torch.float32) / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`to_model_range`: ``round((x + 1) * 127.5)`` clamped to ``[0, 255]``."""
-    return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
 def batches(split: Split, batch_size: int, *, shuffle: bool,
             generator: torch.Generator | None = None, device: torch.device | str = "cpu",
             drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -162,18 +150,3 @@ def batches(split: Split, batch_size: int, *, shuffle: bool,
         idx = order[sl] if order is not None else sl
         x = split.images[idx].to(device, non_blocking=True)
         yield to_model_range(x), split.labels[idx].to(device, non_blocking=True)
-
-
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
-    """Save ``(B, C, H, W)`` images (uint8, or float in ``[-1, 1]``) as one PNG grid.
-
-    ``nrow`` images per row; default ``ceil(sqrt(B))``, a near-square grid.
-    """
-    from torchvision.utils import make_grid, save_image
-
-    images = images.detach().cpu()
-    unit = images.float() / 255.0 if images.dtype == torch.uint8 else (images.float() + 1) / 2
-    nrow = nrow or math.ceil(math.sqrt(images.shape[0]))
-    buf = io.BytesIO()
-    save_image(make_grid(unit.clamp(0, 1), nrow=nrow, padding=2), buf, format="png")
-    atomic_write(Path(path), buf.getvalue())

@@ -1,0 +1,1 @@
+"""The report stage: metrics files -> document blocks -> Markdown and HTML."""

@@ -1,0 +1,192 @@
+"""The one epoch skeleton every trainer shares.
+
+A trainer (``judge``, ``vae``, ``gan``) supplies only what is its own: a step function that
+takes a :data:`Batch` and returns named floats, what it logs every ``log_every`` steps, and what
+it does at the end of an epoch (validation, grids, the checkpoint's ``extra``). This module owns
+the rest, once:
+
+- iteration over a preloaded split: a seeded permutation per epoch, batches of ``batch_size``
+  grouped ``group`` at a time (the GAN's k discriminator batches per generator step), and the
+  drop_last rule (:func:`steps_per_epoch`);
+- the progress bar and the window means logged every ``log_every`` steps;
+- the NaN guard (:func:`require_finite`) that every step function calls before its optimizer
+  step;
+- the checkpoint layout (:func:`save_state`: weights, optimizers, :class:`Progress`, RNG states,
+  model config), written atomically after every epoch;
+- building a model from a seed without disturbing the global RNG (:func:`build_seeded`).
+
+Seams for later work: :class:`Progress` holds the loop's whole state and round-trips through
+``state_dict``/``load_state_dict`` (resume); ``on_step`` hooks run after every optimizer step
+(EMA of weights); :func:`epoch_batches` is where a distributed sampler takes its shard (DDP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from tqdm import tqdm
+
+from genduel.checkpoint import save_checkpoint
+from genduel.data.splits import batches
+from genduel.errors import TrainingError
+from genduel.runtime import rng_state
+
+if TYPE_CHECKING:
+    from genduel.data.splits import Split
+
+M = TypeVar("M")
+
+#: ``group`` real batches ``(x (B, C, H, W) in [-1, 1], y (B,))``; group = 1 but for a GAN's k.
+Batch = list[tuple[torch.Tensor, torch.Tensor]]
+#: A trainer's step: (batch, global step number) -> named floats (means over the batch).
+StepFn = Callable[[Batch, int], dict[str, float]]
+
+
+def steps_per_epoch(n: int, batch_size: int, group: int = 1) -> int:
+    """Steps in one pass over ``n`` images.
+
+    Full batches only (a last batch of 1 would break BatchNorm's batch statistics), except that
+    a split smaller than one batch is one batch; groups of ``group`` batches, incomplete ones
+    dropped.
+    """
+    n_batches = n // batch_size if n >= batch_size else 1
+    return n_batches // group
+
+
+def epoch_batches(split: Split, batch_size: int, *, generator: torch.Generator,
+                  device: torch.device, group: int = 1) -> Iterator[Batch]:
+    """The batches of one epoch in the order of a fresh permutation drawn from ``generator``."""
+    drop_last = len(split) >= batch_size  # see steps_per_epoch
+    it = batches(split, batch_size, shuffle=True, generator=generator, device=device,
+                 drop_last=drop_last)
+    for _ in range(steps_per_epoch(len(split), batch_size, group)):
+        yield [next(it) for _ in range(group)]
+
+
+def require_finite(value: torch.Tensor, what: str, step: int, fix: str) -> None:
+    """Raise :class:`TrainingError` ``"<what> became NaN at step <step>; <fix>"`` unless finite."""
+    if not torch.isfinite(value):
+        state = "NaN" if torch.isnan(value) else "infinite"
+        raise TrainingError(f"{what} became {state} at step {step}; {fix}")
+
+
+@dataclasses.dataclass
+class Progress:
+    """The loop's own state: everything besides weights, optimizers and RNGs that a resumed
+    run needs to continue where the last checkpoint left off."""
+
+    step: int = 0  # optimizer steps (G steps for a GAN) taken so far
+    epoch: int = 0  # epochs completed
+    images: int = 0  # training images consumed by optimizer steps
+    fit_seconds: float = 0.0  # wall time inside the epoch loops (no validation, no grids)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, type(getattr(self, f.name))(state[f.name]))
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / max(self.fit_seconds, 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochSpec:
+    """How a trainer's epoch is shown and logged."""
+
+    name: str  # "judge", "vae", "gan": the progress bar reads "<name> epoch <e>"
+    keys: tuple[str, ...]  # what the step function returns; window means of these are logged
+    log_every: int  # steps per logged window
+    postfix: Mapping[str, str]  # key -> format spec shown on the progress bar
+
+
+def run_epoch(spec: EpochSpec, epoch: int, steps: Iterator[Batch], total: int, step_fn: StepFn,
+              progress: Progress, *, on_log: Callable[[int, int, dict[str, float]], None],
+              on_step: Sequence[Callable[[int], None]] = ()) -> dict[str, list[float]]:
+    """One pass: ``step_fn`` on every batch, then the ``on_step`` hooks; every
+    ``spec.log_every`` global steps ``on_log(epoch, step, means)`` with the means over the window of
+    steps since the last call.
+
+    Returns:
+        The per-step values of every key in ``spec.keys``, in step order.
+    """
+    values: dict[str, list[float]] = {k: [] for k in spec.keys}
+    window, count = dict.fromkeys(spec.keys, 0.0), 0
+    bar = tqdm(total=total, desc=f"{spec.name} epoch {epoch}", leave=False,
+               disable=not sys.stderr.isatty())
+    for batch in steps:
+        progress.step += 1
+        progress.images += sum(x.shape[0] for x, _ in batch)
+        stats = step_fn(batch, progress.step)
+        for hook in on_step:
+            hook(progress.step)
+        for k in spec.keys:
+            values[k].append(stats[k])
+        window = {k: window[k] + stats[k] for k in spec.keys}
+        count += 1
+        bar.update(1)
+        if progress.step % spec.log_every == 0:
+            means = {k: v / count for k, v in window.items()}  # mean over the logging window
+            on_log(epoch, progress.step, means)
+            bar.set_postfix({k: format(means[k], f) for k, f in spec.postfix.items()})
+            window, count = dict.fromkeys(spec.keys, 0.0), 0
+    bar.close()
+    return values
+
+
+def fit(spec: EpochSpec, epochs: int, progress: Progress, *,
+        make_steps: Callable[[], Iterator[Batch]], total: int, step_fn: StepFn,
+        on_log: Callable[[int, int, dict[str, float]], None],
+        on_epoch: Callable[[int, dict[str, list[float]], float], None],
+        on_step: Sequence[Callable[[int], None]] = ()) -> None:
+    """Epochs ``progress.epoch + 1 .. epochs``: :func:`run_epoch` over ``make_steps()``, then
+    ``on_epoch(epoch, per-step values, epoch start time)`` (validation, grids, checkpoint).
+    ``progress.fit_seconds`` counts the step loops alone."""
+    for epoch in range(progress.epoch + 1, epochs + 1):
+        start = time.perf_counter()
+        values = run_epoch(spec, epoch, make_steps(), total, step_fn, progress, on_log=on_log,
+                           on_step=on_step)
+        progress.fit_seconds += time.perf_counter() - start
+        progress.epoch = epoch
+        on_epoch(epoch, values, start)
+
+
+def epoch_means(values: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Mean of each key's per-step values in float64 (NaN for an epoch with no step)."""
+    return {k: float(torch.tensor(v, dtype=torch.float64).mean()) if len(v) else float("nan")
+            for k, v in values.items()}
+
+
+def epoch_std(values: Sequence[float]) -> float:
+    """Population std (float64) of per-step values, NaN for none: how much a loss oscillates."""
+    return float(torch.tensor(values, dtype=torch.float64).std(correction=0)) if len(values) \
+        else float("nan")
+
+
+def build_seeded(seed: int, factory: Callable[[], M]) -> M:
+    """``factory()`` with the global torch RNG forked and seeded with ``seed``: the weights
+    depend on the seed alone, and the caller's RNG stream is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+def save_state(path: Path, *, kind: str, model_config: Mapping[str, Any],
+               nets: Mapping[str, torch.nn.Module], optimizers: Mapping[str, Any],
+               progress: Progress, epoch: int, extra: Mapping[str, Any]) -> None:
+    """Write the checkpoint layout of :mod:`genduel.checkpoint` atomically (weights, optimizer
+    states under the same keys, step, epoch, the RNG states now, model config, ``extra``)."""
+    save_checkpoint(path, {
+        "kind": kind, "model_config": model_config,
+        "state_dicts": {k: m.state_dict() for k, m in nets.items()},
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "step": progress.step, "epoch": epoch, "rng": rng_state(), "extra": dict(extra),
+    })
