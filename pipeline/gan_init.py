@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+
+from genduel import config
+from genduel.stage import run_stage
+from genduel.tracking.mlflow_store import stage_run
+from genduel.train.gan_init import write_init
+
+log = logging.getLogger("genduel.gan_init")
+#: The params this stage depends on (dvc.yaml), and the only ones its MLflow run records.
+LOGGED = ("gan.init_from_vae", "gan.latent_dim", "gan.width", "gan.conditional")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,23 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        import logging
-
-        from genduel import config
-        from genduel.tracking.mlflow_store import stage_run
-        from genduel.train.gan_init import write_init
-
         params = config.load_all()
         cfg = params["gan"]
-        logged = {k: v for k, v in config.flatten("gan", cfg).items()
-                  if k.split(".")[1] in ("init_from_vae", "latent_dim", "width", "conditional")}
+        logged = {k: v for k, v in config.flatten("gan", cfg).items() if k in LOGGED}
         with stage_run("gan_init", params["tracking"], logged) as tracker:
             content = write_init(cfg, args.vae, args.out)
             tracker.log_metrics({"init_from_vae": float(content["init_from_vae"])})
         source = f"the VAE decoder ({args.vae})" if content["init_from_vae"] else "random init"
-        logging.getLogger("genduel.gan_init").info("generator starts from %s", source)
-
-    from genduel.stage import run_stage
+        log.info("generator starts from %s", source)
 
     return run_stage("gan_init", body)
 

@@ -1,10 +1,15 @@
-"""judge stage: train the classifier whose features and class probabilities feed FID and IS."""
+"""judge stage: the classifier whose features and class probabilities feed FID, IS and friends."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from genduel.data.splits import load_split
+from genduel.models import from_checkpoint
+from genduel.stage import StageContext, run_stage, run_training
+from genduel.train.judge import train_judge
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,25 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/judge.json"))
     args = parser.parse_args(argv)
 
-    def body() -> None:
-        from genduel import stage as stages
-        from genduel.data import splits as data
-        from genduel.models import from_checkpoint
-        from genduel.train.judge import train_judge
+    def train(ctx: StageContext) -> dict[str, float]:
+        splits = [load_split(args.data, s) for s in ("train", "val", "test")]
+        return train_judge(ctx.params["judge"], *splits, device=ctx.device, amp=ctx.amp,
+                           tracker=ctx.tracker, checkpoint_path=args.checkpoint)
 
-        def train(ctx: stages.StageContext) -> dict[str, float]:
-            splits = [data.load_split(args.data, s) for s in ("train", "val", "test")]
-            return train_judge(ctx.params["judge"], *splits, device=ctx.device, amp=ctx.amp,
-                               tracker=ctx.tracker, checkpoint_path=args.checkpoint)
-
-
-        stages.run_training("judge", "judge", checkpoint=args.checkpoint, metrics=args.metrics,
-                            kind="judge", train=train,
-                            rebuild=lambda ckpt: from_checkpoint(ckpt, "judge"))
-
-    from genduel.stage import run_stage
-
-    return run_stage("judge", body)
+    return run_stage("judge", lambda: run_training(
+        "judge", "judge", checkpoint=args.checkpoint, metrics=args.metrics, kind="judge",
+        train=train, rebuild=lambda ckpt: from_checkpoint(ckpt, "judge")))
 
 
 if __name__ == "__main__":

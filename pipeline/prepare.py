@@ -11,7 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
+from genduel import config
+from genduel.data.splits import prepare
 from genduel.stage import run_stage
+from genduel.tracking.mlflow_store import stage_run
 
 log = logging.getLogger("genduel.prepare")
 
@@ -25,10 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from genduel import config
-        from genduel.data.splits import prepare
-        from genduel.tracking.mlflow_store import stage_run
-
         params = config.load_all()
         with stage_run("prepare", params["tracking"], config.flat_params(params, "data")) as tr:
             manifest = prepare(params["data"], args.raw_dir, args.out)

@@ -6,6 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from genduel.data.splits import load_split
+from genduel.models import from_checkpoint
+from genduel.stage import StageContext, run_stage, run_training
+from genduel.train.vae import train_vae
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -15,26 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/train_vae.json"))
     args = parser.parse_args(argv)
 
-    def body() -> None:
-        from genduel import stage as stages
-        from genduel.data import splits as data
-        from genduel.models import from_checkpoint
-        from genduel.train.vae import train_vae
+    def train(ctx: StageContext) -> dict[str, float]:
+        return train_vae(ctx.params["vae"], load_split(args.data, "train"),
+                         load_split(args.data, "val"), device=ctx.device, amp=ctx.amp,
+                         tracker=ctx.tracker, checkpoint_path=args.checkpoint,
+                         artifacts_dir=args.artifacts)
 
-        def train(ctx: stages.StageContext) -> dict[str, float]:
-            train_split = data.load_split(args.data, "train")
-            val = data.load_split(args.data, "val")
-            return train_vae(ctx.params["vae"], train_split, val, device=ctx.device, amp=ctx.amp,
-                             tracker=ctx.tracker, checkpoint_path=args.checkpoint,
-                             artifacts_dir=args.artifacts)
-
-        stages.run_training("train_vae", "vae", checkpoint=args.checkpoint, metrics=args.metrics,
-                            kind="vae", train=train,
-                            rebuild=lambda ckpt: from_checkpoint(ckpt, "vae"))
-
-    from genduel.stage import run_stage
-
-    return run_stage("train_vae", body)
+    return run_stage("train_vae", lambda: run_training(
+        "train_vae", "vae", checkpoint=args.checkpoint, metrics=args.metrics, kind="vae",
+        train=train, rebuild=lambda ckpt: from_checkpoint(ckpt, "vae")))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Typed, validated parameters: one frozen dataclass per ``params.yaml`` section.
 
-Every section is validated once, at a stage's entry, by :func:`load_section`. Unknown keys, wrong
+Every section is validated once, at a stage's entry, by :func:`load_all`. Unknown keys, wrong
 types and out-of-range values raise :class:`ConfigError` with one line naming the key, the value and
 what is allowed. Library code receives these objects, never a dict.
 
@@ -22,6 +22,10 @@ from typing import Any, TypeVar
 from genduel.errors import ConfigError
 
 T = TypeVar("T")
+
+#: The GAN objectives ``gan.loss`` may name; the first two train D with binary cross-entropy.
+GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp")
+BCE_LOSSES = GAN_LOSSES[:2]
 
 
 def _f(default: Any, *, choices: tuple | None = None, min: float | None = None,
@@ -95,7 +99,7 @@ class GANConfig:
     width: int = _f(24, min=4, help="channels of the first conv block; doubled per block")
     epochs: int = _f(4, min=1)
     batch_size: int = _f(128, min=1)
-    loss: str = _f("non_saturating", choices=("minimax", "non_saturating", "wgan_gp"))
+    loss: str = _f("non_saturating", choices=GAN_LOSSES)
     gp_weight: float = _f(10.0, min=0.0, help="lambda of the WGAN-GP gradient penalty")
     d_steps: int = _f(1, min=1, help="k discriminator (critic) steps per generator step")
     optimizer: str = _f("adam", choices=("adam", "sgd_momentum"))
@@ -244,6 +248,39 @@ def _check_cross_field(section: str, cfg: Any) -> None:
             raise ConfigError(
                 f"params.yaml: eval.iwae_k = {ks!r} must be a non-empty list of integers >= 1"
             )
+        sigmas = cfg.parzen_sigmas
+        if not sigmas or any(isinstance(s, bool) or not isinstance(s, int | float) or s <= 0
+                             for s in sigmas):
+            raise ConfigError(f"params.yaml: eval.parzen_sigmas = {sigmas!r} must be a "
+                              "non-empty list of numbers > 0")
+
+
+def check_init_from_vae(gan: GANConfig, vae_model: Mapping[str, Any]) -> None:
+    """With ``gan.init_from_vae`` the generator must be shaped like the VAE decoder.
+
+    Args:
+        gan: the gan section.
+        vae_model: the VAE's ``latent_dim``, ``width`` and ``conditional``: the vae section's
+            values, or a VAE checkpoint's ``model_config``.
+
+    Raises:
+        ConfigError: naming both sides and the ``-S`` overrides that fix it.
+    """
+    if not gan.init_from_vae:
+        return
+    wanted = {"latent_dim": gan.latent_dim, "width": gan.width, "conditional": gan.conditional}
+    have = {k: vae_model.get(k, False if k == "conditional" else None) for k in wanted}
+    if have != wanted:
+        fix = " ".join(f"-S gan.{k}={str(v).lower() if isinstance(v, bool) else v}"
+                       for k, v in have.items() if wanted[k] != v)
+        raise ConfigError(f"gan.init_from_vae needs the generator shaped like the VAE decoder: "
+                          f"gan {wanted} vs vae {have}; set {fix}")
+
+
+def _check_across_sections(params: Mapping[str, Any]) -> None:
+    """Constraints between sections, checked by every stage (so a bad combination fails before
+    any stage runs, not after the VAE is trained)."""
+    check_init_from_vae(params["gan"], dataclasses.asdict(params["vae"]))
 
 
 def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -280,7 +317,9 @@ def load_section(name: str, path: str | Path = "params.yaml") -> Any:
 def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Every section, validated; sections absent from the file get their defaults."""
     raw = read_params(path)
-    return {name: validate(name, cls, raw.get(name)) for name, cls in SECTIONS.items()}
+    params = {name: validate(name, cls, raw.get(name)) for name, cls in SECTIONS.items()}
+    _check_across_sections(params)
+    return params
 
 
 def flatten(section: str, cfg: Any) -> dict[str, Any]:

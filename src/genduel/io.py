@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +58,10 @@ def digest(data: bytes | str | Path, algo: str = "sha256") -> str:
 def sha256_file(path: str | Path) -> str:
     """sha256 of a file's content."""
     return digest(Path(path), "sha256")
+
+
+def numeric(values: Mapping[str, Any]) -> dict[str, float]:
+    """The entries of ``values`` that are numbers (``bool`` excluded), as floats: what metrics
+    files and MLflow metrics may hold."""
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}

@@ -28,12 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genduel.config import GANConfig
+from genduel.config import GAN_LOSSES, GANConfig
 from genduel.errors import ConfigError
 from genduel.models.nets import ConvDecoder, ConvEncoder, check_image_shape
 
 #: Generator objectives accepted by :func:`g_loss` (the values of ``gan.loss``).
-G_LOSSES = ("minimax", "non_saturating", "wgan_gp")
 
 
 def _cond_dim(cfg: GANConfig, num_classes: int) -> int:
@@ -237,4 +236,4 @@ def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
         return F.softplus(-fake_logits).mean()
     if kind == "wgan_gp":
         return -fake_logits.mean()
-    raise ConfigError(f"gan.loss = {kind!r} is not allowed; choose one of {list(G_LOSSES)}")
+    raise ConfigError(f"gan.loss = {kind!r} is not allowed; choose one of {list(GAN_LOSSES)}")

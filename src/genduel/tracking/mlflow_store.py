@@ -24,6 +24,7 @@ import torch
 
 from genduel.config import TrackingConfig
 from genduel.errors import TrackingError
+from genduel.io import numeric
 
 log = logging.getLogger(__name__)
 
@@ -221,11 +222,6 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
             client.set_terminated(run_id, status)
 
 
-def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 def log_to_run(cfg: TrackingConfig, run_id: str, values: Mapping[str, Any],
                series: Sequence[tuple[int, Mapping[str, Any]]] = ()) -> None:
     """Add numeric ``values`` (same names as the metrics JSON) to an existing run, e.g. a model's
@@ -238,8 +234,8 @@ def log_to_run(cfg: TrackingConfig, run_id: str, values: Mapping[str, Any],
         return
     try:
         with stage_run("evaluate", cfg, {}, run_id=run_id) as tracker:
-            tracker.log_metrics(_numeric(values))
+            tracker.log_metrics(numeric(values))
             for step, row in series:
-                tracker.log_metrics(_numeric(row), step=step)
+                tracker.log_metrics(numeric(row), step=step)
     except TrackingError as exc:  # e.g. the store was reset since training: say so, go on
         log.warning("could not add evaluation metrics to training run %s: %s", run_id, exc)

@@ -21,24 +21,15 @@ from typing import Any
 import torch
 
 from genduel.checkpoint import load_checkpoint
-from genduel.config import GANConfig
-from genduel.errors import ConfigError, DataError
+from genduel.config import GANConfig, check_init_from_vae
+from genduel.errors import DataError
+from genduel.io import atomic_write
 
 KIND = "gan_init"
 #: VAE decoder (ConvDecoder inside VAE) -> generator (ConvDecoder inside Generator) key prefix.
 _PREFIX = ("decoder.", "net.")
 #: The decoder's last transposed conv, whose 2C output channels are (mean, log-scale).
 _LAST = ("body.3.weight", "body.3.bias")
-
-
-def _check_compatible(cfg: GANConfig, vae_config: dict[str, Any]) -> None:
-    wanted = {"latent_dim": cfg.latent_dim, "width": cfg.width, "conditional": cfg.conditional}
-    have = {k: vae_config.get(k, False if k == "conditional" else None) for k in wanted}
-    if have != wanted:
-        fix = " ".join(f"-S gan.{k}={str(v).lower() if isinstance(v, bool) else v}"
-                       for k, v in have.items() if wanted[k] != v)
-        raise ConfigError(f"gan.init_from_vae needs the generator shaped like the VAE decoder: "
-                          f"gan {wanted} vs vae {have}; set {fix}")
 
 
 def generator_state_from_vae(vae_ckpt: dict[str, Any], cfg: GANConfig) -> dict[str, torch.Tensor]:
@@ -48,9 +39,11 @@ def generator_state_from_vae(vae_ckpt: dict[str, Any], cfg: GANConfig) -> dict[s
     logistic means), where C is the number of image channels.
 
     Raises:
-        ConfigError: the gan section's latent_dim, width or conditional differ from the VAE's.
+        ConfigError: the gan section's latent_dim, width or conditional differ from the VAE's
+            (:func:`genduel.config.check_init_from_vae`; every stage checks the params alike,
+            this checks the checkpoint).
     """
-    _check_compatible(cfg, vae_ckpt["model_config"])
+    check_init_from_vae(cfg, vae_ckpt["model_config"])
     channels = int(vae_ckpt["model_config"]["image_shape"][0])
     state = {}
     for key, value in vae_ckpt["state_dicts"]["vae"].items():
@@ -77,8 +70,6 @@ def make_init(cfg: GANConfig, vae_checkpoint: Path) -> dict[str, Any]:
 
 def write_init(cfg: GANConfig, vae_checkpoint: Path, out: Path) -> dict[str, Any]:
     """Write :func:`make_init` to ``out`` atomically; the bytes depend only on the content."""
-    from genduel.io import atomic_write
-
     content = make_init(cfg, vae_checkpoint)
     buf = io.BytesIO()
     torch.save(content, buf)
