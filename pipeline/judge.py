@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from genduel.data.splits import load_split
-from genduel.models import from_checkpoint
+from genduel.models.judge import build_judge
 from genduel.stage import StageContext, run_stage, run_training
 from genduel.train.judge import train_judge
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_stage("judge", lambda: run_training(
         "judge", "judge", checkpoint=args.checkpoint, metrics=args.metrics, kind="judge",
-        train=train, rebuild=lambda ckpt: from_checkpoint(ckpt, "judge")))
+        part="judge", build=build_judge, train=train))
 
 
 if __name__ == "__main__":

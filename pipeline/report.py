@@ -6,6 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from genduel import config
+from genduel.report.build import write_report
+from genduel.report.inputs import load_inputs
+from genduel.stage import run_stage
+from genduel.tracking.mlflow_store import git_commit, stage_run
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -17,21 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        from genduel import config
-        from genduel.report import build as report
-        from genduel.tracking.mlflow_store import git_commit, stage_run
-
         params = config.load_all()
-        inputs = report.load_inputs(args.metrics_dir, args.data, params["report"].title,
-                                    args.eval)
+        # Read every input before the MLflow run opens: a missing file leaves no failed run.
+        inputs = load_inputs(args.metrics_dir, args.data, params["report"].title, args.eval,
+                             commit=git_commit(Path.cwd()))
         logged = config.flat_params(params, "report")
         with stage_run("report", params["tracking"], logged) as tracker:
-            path = report.write_report(inputs, eval_dir=args.eval, artifacts_dir=args.artifacts,
-                                       data_dir=args.data, out_dir=args.out,
-                                       commit=git_commit(Path.cwd()))
+            path = write_report(inputs, eval_dir=args.eval, artifacts_dir=args.artifacts,
+                                data_dir=args.data, out_dir=args.out)
             tracker.log_artifact(path.parent, "report")
-
-    from genduel.stage import run_stage
 
     return run_stage("report", body)
 

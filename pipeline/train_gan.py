@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from genduel.data.splits import load_split
-from genduel.models import from_checkpoint
+from genduel.models.gan import build_generator
 from genduel.stage import StageContext, run_stage, run_training
 from genduel.train.gan import train_gan
 from genduel.train.gan_init import load_init
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_stage("train_gan", lambda: run_training(
         "train_gan", "gan", checkpoint=args.checkpoint, metrics=args.metrics, kind="gan",
-        train=train, rebuild=lambda ckpt: from_checkpoint(ckpt, "generator")))
+        part="generator", build=build_generator, train=train))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from genduel.data.splits import load_split
-from genduel.models import from_checkpoint
+from genduel.models.vae import build_vae
 from genduel.stage import StageContext, run_stage, run_training
 from genduel.train.vae import train_vae
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_stage("train_vae", lambda: run_training(
         "train_vae", "vae", checkpoint=args.checkpoint, metrics=args.metrics, kind="vae",
-        train=train, rebuild=lambda ckpt: from_checkpoint(ckpt, "vae")))
+        part="vae", build=build_vae, train=train))
 
 
 if __name__ == "__main__":

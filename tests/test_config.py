@@ -10,6 +10,7 @@ from genduel.config import (
     GANConfig,
     VAEConfig,
     flatten,
+    load_all,
     load_section,
     validate,
 )
@@ -75,3 +76,23 @@ def test_unknown_section_and_bad_yaml(tmp_path):
 def test_flatten_names_match_params_yaml_keys():
     flat = flatten("vae", VAEConfig())
     assert flat["vae.beta"] == 1.0 and all(k.startswith("vae.") for k in flat)
+
+
+def test_init_from_vae_shape_mismatch_fails_every_stage_before_training(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("vae:\n  latent_dim: 16\n  width: 32\ngan:\n  init_from_vae: true\n"
+                 "  latent_dim: 64\n  width: 32\n")
+    with pytest.raises(ConfigError, match=r"set -S gan\.latent_dim=16$"):
+        load_all(p)
+    p.write_text("vae:\n  latent_dim: 16\n  width: 32\ngan:\n  init_from_vae: true\n"
+                 "  latent_dim: 16\n  width: 32\n")
+    assert load_all(p)["gan"].init_from_vae
+    p.write_text("gan:\n  init_from_vae: false\n  latent_dim: 64\n")  # off: shapes are free
+    assert load_all(p)["gan"].latent_dim == 64
+
+
+def test_parzen_sigmas_must_be_positive_numbers():
+    for bad in ([], [0.1, 0], [0.1, True], ["0.2"]):
+        with pytest.raises(ConfigError, match="eval.parzen_sigmas"):
+            validate("eval", EvalConfig, {"parzen_sigmas": bad})
+    assert validate("eval", EvalConfig, {"parzen_sigmas": [0.2, 1]}).parzen_sigmas == [0.2, 1]

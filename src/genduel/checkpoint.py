@@ -14,13 +14,16 @@ A checkpoint is a dict of plain tensors and Python scalars (loadable with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from genduel.errors import DataError
 from genduel.io import atomic_write
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
@@ -41,3 +44,15 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     if kind is not None and ckpt.get("kind") != kind:
         raise DataError(f"{path} holds a '{ckpt.get('kind')}' checkpoint, expected '{kind}'")
     return ckpt
+
+
+def rebuild(ckpt: dict[str, Any], part: str, build: Callable[[dict[str, Any]], M]) -> M:
+    """Network ``part`` of a loaded checkpoint: ``build(model_config)`` with the weights of
+    ``state_dicts[part]`` loaded, in eval mode, on the CPU.
+
+    ``build`` is the model module's builder (``build_judge``, ``build_vae``,
+    ``build_generator``, ``build_discriminator``), so a stage imports only the model it loads.
+    """
+    model = build(ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dicts"][part])
+    return model.eval()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from genduel import config, runtime, timings
-from genduel.checkpoint import load_checkpoint
+from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.errors import GenDuelError
 from genduel.io import write_json
 from genduel.tracking.base import Tracker
@@ -70,8 +70,8 @@ class StageContext:
 
 
 def run_training(stage: str, section: str, *, checkpoint: Path, metrics: Path, kind: str,
-                 train: Callable[[StageContext], dict[str, float]],
-                 rebuild: Callable[[dict[str, Any]], torch.nn.Module]) -> dict[str, float]:
+                 part: str, build: Callable[[dict[str, Any]], torch.nn.Module],
+                 train: Callable[[StageContext], dict[str, float]]) -> dict[str, float]:
     """Train one model under a tracked MLflow run and write ``metrics`` (JSON, with run id).
 
     Args:
@@ -80,8 +80,9 @@ def run_training(stage: str, section: str, *, checkpoint: Path, metrics: Path, k
         checkpoint: where ``train`` writes its checkpoint; the final model is rebuilt from it
             and logged to MLflow, which proves the file alone rebuilds the model.
         kind: the checkpoint's ``kind``.
+        part: the network of the checkpoint to log (``judge``, ``vae``, ``generator``).
+        build: that model's builder (``model_config`` -> untrained network).
         train: the library training function, given a :class:`StageContext`.
-        rebuild: checkpoint dict -> model to log.
     """
     params = config.load_all()
     cfg, rt = params[section], params["runtime"]
@@ -91,6 +92,6 @@ def run_training(stage: str, section: str, *, checkpoint: Path, metrics: Path, k
     with stage_run(stage, params["tracking"], logged) as tracker:
         summary = train(StageContext(params, device, rt.amp, tracker))
         tracker.log_metrics(summary)
-        tracker.log_model(rebuild(load_checkpoint(checkpoint, kind)), "model")
+        tracker.log_model(rebuild(load_checkpoint(checkpoint, kind), part, build), "model")
         write_json(metrics, {**summary, "mlflow_run_id": tracker.run_id})
     return summary

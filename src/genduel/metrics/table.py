@@ -1,6 +1,14 @@
-"""The one table of metric keys: label, direction, unit, meaning.
+"""The one table of metric keys: label, direction, kind, unit, meaning.
 
-The report reads ``higher_is_better`` from here and never guesses which way is good.
+The report reads ``higher_is_better`` from here and never guesses which way is good, and
+``kind`` to put each metric in its table (:func:`keys_of_kind`):
+
+* ``sample``: scores of a model's samples against reference images, for VAE, GAN and real data
+  alike (the sample-quality table and the verdict);
+* ``likelihood``: (bounds on, or estimates of) the log-likelihood of test images;
+* ``inference``: what only a model with an encoder q(z | x) can report (latent probes,
+  reconstruction errors);
+* ``protocol``: a property of the evaluation itself (the judge), not of a model.
 
 Key conventions (every producer of metrics files follows them):
 
@@ -17,83 +25,97 @@ Key conventions (every producer of metrics files follows them):
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+
+MetricKind = Literal["sample", "likelihood", "inference", "protocol"]
+SAMPLE: MetricKind = "sample"
+LIKELIHOOD: MetricKind = "likelihood"
+INFERENCE: MetricKind = "inference"
+PROTOCOL: MetricKind = "protocol"
 
 
 class MetricInfo(NamedTuple):
-    """One metric: its key, a human label, its direction, its unit and what it measures."""
+    """One metric: key, human label, direction, kind (see above), unit and what it measures."""
 
     key: str
     label: str
     higher_is_better: bool
+    kind: MetricKind
     unit: str
     description: str
 
 
 _ROWS = (
-    MetricInfo("fid", "FID", False, "",
+    MetricInfo("fid", "FID", False, SAMPLE, "",
                "Frechet distance between Gaussians fitted to judge features of samples and "
                "reference images (Heusel et al. 2017)"),
-    MetricInfo("kid", "KID", False, "",
+    MetricInfo("kid", "KID", False, SAMPLE, "",
                "unbiased MMD^2 with the cubic polynomial kernel on judge features, mean over "
                "random subsets (Binkowski et al. 2018)"),
-    MetricInfo("inception_score", "Inception Score", True, "",
+    MetricInfo("inception_score", "Inception Score", True, SAMPLE, "",
                "exp E_x KL(p(y|x) || p(y)) of the judge's class posteriors, mean over splits "
                "(Salimans et al. 2016); 1 ... num_classes"),
-    MetricInfo("precision", "Precision", True, "",
+    MetricInfo("precision", "Precision", True, SAMPLE, "",
                "share of samples inside the k-NN manifold of the reference features "
                "(Kynkaanniemi et al. 2019): fidelity"),
-    MetricInfo("recall", "Recall", True, "",
+    MetricInfo("recall", "Recall", True, SAMPLE, "",
                "share of reference images inside the k-NN manifold of the sample features "
                "(Kynkaanniemi et al. 2019): diversity"),
-    MetricInfo("inception_fid", "FID (Inception-v3)", False, "",
+    MetricInfo("inception_fid", "FID (Inception-v3)", False, SAMPLE, "",
                "FID on the 2048-d pool features of the standard Inception-v3 (only with "
                "eval.inception_weights); comparable with published FIDs at equal sample counts"),
-    MetricInfo("inception_kid", "KID (Inception-v3)", False, "",
+    MetricInfo("inception_kid", "KID (Inception-v3)", False, SAMPLE, "",
                "KID on Inception-v3 pool features (only with eval.inception_weights)"),
-    MetricInfo("inception_is", "Inception Score (Inception-v3)", True, "",
+    MetricInfo("inception_is", "Inception Score (Inception-v3)", True, SAMPLE, "",
                "IS from Inception-v3's 1008 logits (only with eval.inception_weights)"),
-    MetricInfo("classes_covered", "Classes covered", True, "classes",
+    MetricInfo("classes_covered", "Classes covered", True, SAMPLE, "classes",
                "classes the judge predicts for at least one sample"),
-    MetricInfo("classes_well_covered", "Classes well covered", True, "classes",
+    MetricInfo("classes_well_covered", "Classes well covered", True, SAMPLE, "classes",
                "classes predicted for at least min_relative_share / K of the samples "
                "(default 0.2 / K, i.e. 2 % for K = 10)"),
-    MetricInfo("class_kl_to_uniform_nats", "Class KL to uniform", False, "nats",
+    MetricInfo("class_kl_to_uniform_nats", "Class KL to uniform", False, SAMPLE, "nats",
                "KL(predicted-class histogram || uniform) = log K - entropy; 0 when balanced, "
                "log K when every sample gets one class"),
-    MetricInfo("class_kl_to_real_nats", "Class KL to reference", False, "nats",
+    MetricInfo("class_kl_to_real_nats", "Class KL to reference", False, SAMPLE, "nats",
                "KL(predicted-class histogram of samples || that of the reference images)"),
-    MetricInfo("label_accuracy", "Label accuracy (conditional)", True, "",
+    MetricInfo("label_accuracy", "Label accuracy (conditional)", True, SAMPLE, "",
                "share of a conditional model's samples the judge assigns to the label they "
                "were drawn with (real row: the judge's accuracy on test images)"),
-    MetricInfo("parzen_ll_nats", "Parzen log-likelihood", True, "nats/image",
+    MetricInfo("parzen_ll_nats", "Parzen log-likelihood", True, LIKELIHOOD, "nats/image",
                "mean log density of test images under a Gaussian Parzen window on samples "
                "(Goodfellow et al. 2014); a biased, high-variance estimate"),
-    MetricInfo("elbo_nats", "ELBO", True, "nats/image",
+    MetricInfo("elbo_nats", "ELBO", True, LIKELIHOOD, "nats/image",
                "evidence lower bound on log p(x), mean over test images"),
-    MetricInfo("bits_per_dim", "Bits per dim", False, "bits/dim",
+    MetricInfo("bits_per_dim", "Bits per dim", False, LIKELIHOOD, "bits/dim",
                "negative log-likelihood (bound) / (D ln 2)"),
-    MetricInfo("iwae_nats", "IWAE bound", True, "nats/image",
+    MetricInfo("iwae_nats", "IWAE bound", True, LIKELIHOOD, "nats/image",
                "importance-weighted lower bound on log p(x) (Burda et al. 2016); per-K keys "
                "iwae_k{K}_nats"),
-    MetricInfo("probe_linear_accuracy", "Linear probe accuracy", True, "",
+    MetricInfo("probe_linear_accuracy", "Linear probe accuracy", True, INFERENCE, "",
                "share of test images whose true label a logistic regression on the VAE's "
                "posterior means mu(x) predicts (trained on train images)"),
-    MetricInfo("probe_knn_accuracy", "k-NN probe accuracy", True, "",
+    MetricInfo("probe_knn_accuracy", "k-NN probe accuracy", True, INFERENCE, "",
                "share of test images whose true label a k-NN vote (Euclidean, on the VAE's "
                "posterior means mu(x) of train images) predicts"),
-    MetricInfo("recon_mse", "Reconstruction MSE", False, "per pixel, [0, 1] units",
+    MetricInfo("recon_mse", "Reconstruction MSE", False, INFERENCE, "per pixel, [0, 1] units",
                "mean over test images and pixels of (decoder mean at z = mu(x) - x)^2, pixels "
                "in [0, 1]"),
-    MetricInfo("recon_mae_levels", "Reconstruction MAE", False, "8-bit levels per pixel",
+    MetricInfo("recon_mae_levels", "Reconstruction MAE", False, INFERENCE,
+               "8-bit levels per pixel",
                "mean over test images and pixels of |decoder mean at z = mu(x) - x|, in grey "
                "levels 0..255"),
-    MetricInfo("judge_accuracy", "Judge accuracy", True, "",
+    MetricInfo("judge_accuracy", "Judge accuracy", True, PROTOCOL, "",
                "test accuracy of the judge classifier whose features all sample metrics use"),
 )
 
 #: key -> MetricInfo, in report order.
 METRICS: dict[str, MetricInfo] = {row.key: row for row in _ROWS}
+
+
+def keys_of_kind(kind: MetricKind) -> tuple[str, ...]:
+    """The keys of :data:`METRICS` of one kind, in report order."""
+    return tuple(key for key, info in METRICS.items() if info.kind == kind)
+
 
 _IWAE_KEY = re.compile(r"^iwae_k(\d+)_(nats|bits_per_dim)$")
 

@@ -1,12 +1,56 @@
-"""Report figures drawn with matplotlib (Agg backend, imported inside each function)."""
+"""Every figure of the report, drawn or copied into ``<out>/figures`` by :func:`draw_all`.
+
+Sample grids come from the evaluate and prepare stages and are copied; training curves, class
+histograms and the GAN diagnostics plot are drawn here with matplotlib (Agg backend, imported
+inside the functions that draw, so importing the report stays fast); latent-study figures listed
+in ``eval/studies/index.json`` are copied under flat names (``studies_<file>``).
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from genduel.evaluate import gan_diagnostics as diagnostics
+from genduel.report.inputs import COLUMNS, ReportInputs
+
+
+def draw_all(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir: Path,
+             fig_dir: Path) -> dict[str, str]:
+    """Copy the grids and study figures and draw the plots into ``fig_dir``.
+
+    Returns:
+        figure name -> path relative to the report directory: ``real``, ``vae``, ``gan``,
+        ``recon``, ``vae_curves``, ``gan_curves``, ``class_histograms``, ``gan_diagnostics`` (when
+        ``inp`` has diagnostics) and ``studies/<file>`` per study.
+    """
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    copies = {"real": data_dir / "real_grid.png", "vae": eval_dir / "samples_vae.png",
+              "gan": eval_dir / "samples_gan.png", "recon": eval_dir / "reconstructions_vae.png"}
+    out = {}
+    for name, src in copies.items():
+        shutil.copyfile(src, fig_dir / f"{name}.png")
+        out[name] = f"figures/{name}.png"
+    plot_vae_curves(artifacts_dir / "train_vae" / "history.csv",
+                    artifacts_dir / "train_vae" / "epochs.csv", fig_dir / "vae_curves.png")
+    plot_gan_curves(artifacts_dir / "train_gan" / "history.csv", fig_dir / "gan_curves.png")
+    logits = {COLUMNS[m]: np.load(eval_dir / f"features_{m}.npz")["logits"]
+              for m in ("vae", "gan")}
+    logits[COLUMNS["real"]] = np.load(eval_dir / "features_real.npz")["test_logits"]
+    plot_class_histograms(logits, inp.classes, fig_dir / "class_histograms.png")
+    out.update({n: f"figures/{n}.png" for n in ("vae_curves", "gan_curves", "class_histograms")})
+    if inp.diagnostics:
+        plot_gan_diagnostics(inp.diagnostics, fig_dir / "gan_diagnostics.png", len(inp.classes))
+        out["gan_diagnostics"] = "figures/gan_diagnostics.png"
+    for entry in inp.studies:  # load_inputs checked that each file exists
+        name = "studies_" + entry["file"].replace("/", "_")
+        shutil.copyfile(inp.studies_dir / entry["file"], fig_dir / name)
+        out[f"studies/{entry['file']}"] = f"figures/{name}"
+    return out
 
 
 def _pyplot():
@@ -90,14 +134,13 @@ def plot_class_histograms(logits: dict[str, np.ndarray], classes: Sequence[str],
 
 def plot_gan_diagnostics(rows_or_csv: Sequence[dict[str, Any]] | Path | str, path: Path,
                          num_classes: int | None = None) -> None:
-    """Per-epoch GAN diagnostics (rows of :func:`genduel.diagnostics.epoch_table` or its CSV).
+    """Per-epoch GAN diagnostics (rows of :func:`genduel.evaluate.gan_diagnostics.epoch_table`
+    or its CSV).
 
     Left: discriminator (critic) accuracy on real vs fake, with the equilibrium 0.5 and the
     saturation threshold. Right: classes covered and well covered by the epoch's samples
     (absent when no per-epoch samples were saved), with ``num_classes`` as a reference line.
     """
-    from genduel.evaluate import gan_diagnostics as diagnostics
-
     rows = (diagnostics.read_table(Path(rows_or_csv)) if isinstance(rows_or_csv, str | Path)
             else list(rows_or_csv))
 

@@ -1,37 +1,40 @@
-"""Optional report sections: the models' settings, the GAN's per-epoch diagnostics, latent studies.
+"""The report's sections: each a function of the inputs (and, where it shows figures, of the
+figure paths of :func:`genduel.report.figures.draw_all`) returning its document blocks.
 
-Each section is built only from inputs that exist: an eval JSON without ``model_params`` (older
-runs) drops the settings table, a missing ``eval/gan_diagnostics.csv`` the diagnostics section,
-a missing ``eval/studies/index.json`` the latent-space section. :func:`load_extras` reads the
-two eval files, :func:`draw_extra_figures` draws and copies their figures into the report, and
-the ``*_blocks`` functions turn them into document blocks.
+Sections whose inputs are optional return ``[]`` when those are absent: "Models compared"
+without ``model_params`` in the eval files, "GAN training diagnostics" without
+``eval/gan_diagnostics.csv``, "Latent space" without study figures. Which table a metric goes
+in comes from its ``kind`` in :data:`genduel.metrics.table.METRICS`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genduel.errors import DataError
+from genduel import config
 from genduel.evaluate import gan_diagnostics as diag
+from genduel.metrics.table import INFERENCE, METRICS, SAMPLE, keys_of_kind
 from genduel.report.document import Block, Figure, Heading, Para, Table, fmt
+from genduel.report.inputs import COLUMNS, MODELS, ReportInputs
+from genduel.report.variants import DASH, settings_rows
 
-log = logging.getLogger(__name__)
+Figures = Mapping[str, str]  # figure name -> path relative to the report
 
-DASH = "—"  # a setting that does not apply to that model
-GAN_LOSSES = {
-    "minimax": "minimax: D maximizes log D(x) + log(1 − D(G(z))), G minimizes the same",
-    "non_saturating": "non-saturating: G maximizes log D(G(z)) (Goodfellow et al. 2014, sec. 3)",
-    "wgan_gp": "WGAN-GP: critic f, Wasserstein loss with gradient penalty (Gulrajani et al. 2017)",
-}
-#: train_vae builds Adam with a cosine learning-rate decay; there is no parameter to report.
-VAE_OPTIMIZER = "Adam, cosine learning-rate decay"
+NO_ENCODER = "no inference model (no encoder)"
+PARZEN_CAVEAT = (
+    "**Parzen window, read with care.** The Parzen row fits a Gaussian kernel density (one "
+    "kernel of width σ per sample, pixels scaled to [0, 1]) to each model's samples, or to train "
+    "images for the real-data column, picks σ on validation images and reports the mean log "
+    "density of test images, as in Table 1 of Goodfellow et al. (2014); ± is the standard error "
+    "over the test images. It is a weak estimate: biased, with high variance in "
+    "high-dimensional pixel space, dependent on σ and on the pixel scale, and Euclidean pixel "
+    "distance can rank blurry or memorized samples above good ones (Theis et al. 2016). It is "
+    "a density on [0, 1] pixels, not a probability of 8-bit images, so it is not comparable "
+    "with the ELBO and IWAE rows: compare it only across the columns of its own row.")
+
 DIAGNOSTICS_NOTE = (
     f"**Reading the flags** (heuristics with hand-picked thresholds; check them against the "
     f"per-epoch sample grids). *Discriminator saturated*: D classifies at least "
@@ -50,121 +53,44 @@ DIAGNOSTICS_NOTE = (
     f"well-covered classes were lost since the previous epoch.")
 
 
-@dataclass(frozen=True)
-class Extras:
-    """The optional eval outputs the report shows when they exist."""
-
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)  # gan_diagnostics.csv
-    studies: list[dict[str, str]] = field(default_factory=list)  # studies/index.json figures
-    studies_dir: Path = Path("eval/studies")
+def _arrow(key: str) -> str:
+    return "↑ higher" if METRICS[key].higher_is_better else "↓ lower"
 
 
-def load_extras(eval_dir: Path) -> Extras:
-    """Read ``gan_diagnostics.csv`` and ``studies/index.json`` of ``eval_dir`` where present."""
-    csv_path, index = eval_dir / "gan_diagnostics.csv", eval_dir / "studies" / "index.json"
-    rows = diag.read_table(csv_path) if csv_path.is_file() else []
-    studies = []
-    if index.is_file():
-        try:
-            studies = json.loads(index.read_text())["figures"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"{index} is not a {{'figures': [...]}} index ({exc!r}); re-run "
-                            "the evaluate stage") from exc
-    return Extras(rows, studies, eval_dir / "studies")
+def header_blocks(inp: ReportInputs) -> list[Block]:
+    """Title, what was compared and how, and the verdict by metric."""
+    proto = inp.protocol
+    return [
+        Heading(inp.title, 1),
+        Para(f"Dataset **{inp.manifest.get('dataset')}**, code commit `{inp.commit}`. Every "
+             f"number below is the mean ± std over {proto['draws']} independent draws of "
+             f"{proto['num_samples']} samples per model; the *Real data* column scores held-out "
+             "test images the same way, i.e. what a perfect model would get at this sample size."),
+        Para("**Verdict by metric.** " + winners(inp.evals)),
+    ]
 
 
-def draw_extra_figures(extras: Extras, fig_dir: Path, num_classes: int) -> dict[str, str]:
-    """Draw the diagnostics plot and copy the study figures; figure name -> report path."""
-    from genduel.report import figures
-
-    out = {}
-    if extras.diagnostics:
-        figures.plot_gan_diagnostics(extras.diagnostics, fig_dir / "gan_diagnostics.png",
-                                     num_classes)
-        out["gan_diagnostics"] = "figures/gan_diagnostics.png"
-    for entry in extras.studies:
-        src, name = _study_names(entry, extras.studies_dir)
-        if not src.is_file():
-            raise DataError(f"{extras.studies_dir / 'index.json'} lists {entry['file']!r} but "
-                            f"{src} does not exist; re-run the evaluate stage")
-        shutil.copyfile(src, fig_dir / name)
-        out[f"studies/{entry['file']}"] = f"figures/{name}"
-    return out
+def winners(evals: dict[str, dict[str, Any]]) -> str:
+    """One sentence per sample metric naming the better model."""
+    parts = []
+    for key in keys_of_kind(SAMPLE):
+        if key not in evals["vae"] or key not in evals["gan"]:
+            continue
+        v, g = evals["vae"][key], evals["gan"][key]
+        if v == g:
+            continue
+        better = "VAE" if (v > g) == METRICS[key].higher_is_better else "GAN"
+        parts.append(f"{METRICS[key].label}: **{better}**")
+    return "; ".join(parts) + "." if parts else "No sample metric separates the models."
 
 
-def _study_names(entry: dict[str, str], studies_dir: Path) -> tuple[Path, str]:
-    """Source path and flat report file name (``studies_<file>``) of one index entry."""
-    if not isinstance(entry, dict) or not entry.get("file"):
-        raise DataError(f"{studies_dir / 'index.json'}: entry {entry!r} has no 'file'")
-    return studies_dir / entry["file"], "studies_" + entry["file"].replace("/", "_")
-
-
-def _setting(params: dict[str, Any] | None, key: str) -> str:
-    """A setting as text: yes/no for flags, 4 significant digits for numbers, DASH if absent."""
-    if params is None or params.get(key) is None:
-        return DASH
-    value = params[key]
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _gan_optimizer(gan: dict[str, Any]) -> str:
-    if gan.get("optimizer") == "sgd_momentum":
-        return f"SGD, momentum {_setting(gan, 'momentum')}"
-    if gan.get("optimizer") == "adam":
-        return f"Adam, β1 {_setting(gan, 'beta1')}, β2 {_setting(gan, 'beta2')}"
-    return _setting(gan, "optimizer")
-
-
-def _vae_objective(vae: dict[str, Any]) -> str:
-    beta = vae.get("beta")
-    if beta is None:
-        return DASH
-    if beta == 1:
-        return "ELBO (β = 1)"
-    return f"β-VAE: reconstruction − {beta:.4g} · KL (not the ELBO)"
-
-
-Cell = Callable[[dict[str, Any]], str]
-
-
-def _key(key: str) -> Cell:
-    return lambda p: _setting(p, key)
-
-
-def _none(_: dict[str, Any]) -> str:
-    return DASH
-
-
-#: (setting, VAE cell, GAN cell): the settings that define each variant.
-SETTINGS: list[tuple[str, Cell, Cell]] = [
-    ("Class-conditional", _key("conditional"), _key("conditional")),
-    ("Objective", _vae_objective, lambda g: GAN_LOSSES.get(g.get("loss"), _setting(g, "loss"))),
-    ("Gradient penalty weight λ", _none,
-     lambda g: _setting(g, "gp_weight") if g.get("loss") == "wgan_gp" else DASH),
-    ("Monte Carlo samples of z per image", _key("mc_samples"), _none),
-    ("D (critic) steps per G step", _none, _key("d_steps")),
-    ("Latent dimension", _key("latent_dim"), _key("latent_dim")),
-    ("Width (channels of the first conv block)", _key("width"), _key("width")),
-    ("Generator initialized from the VAE decoder", _none, _key("init_from_vae")),
-    ("Optimizer", lambda v: VAE_OPTIMIZER, _gan_optimizer),
-    ("Learning rate", _key("lr"),
-     lambda g: f"G {_setting(g, 'lr_g')}, D {_setting(g, 'lr_d')}"),
-    ("Epochs × batch size", lambda p: f"{_setting(p, 'epochs')} × {_setting(p, 'batch_size')}",
-     lambda p: f"{_setting(p, 'epochs')} × {_setting(p, 'batch_size')}"),
-]
-
-
-def model_blocks(evals: dict[str, dict[str, Any]]) -> list[Block]:
+def model_blocks(inp: ReportInputs) -> list[Block]:
     """The "Models compared" section from each eval JSON's ``model_params``; [] when absent."""
-    vae, gan = evals["vae"].get("model_params"), evals["gan"].get("model_params")
+    vae, gan = inp.evals["vae"].get("model_params"), inp.evals["gan"].get("model_params")
     if vae is None and gan is None:
         return []
-    rows = [[label, vae_cell(vae) if vae is not None else DASH,
-             gan_cell(gan) if gan is not None else DASH] for label, vae_cell, gan_cell in SETTINGS]
-    rows = [r for r in rows if r[1:] != [DASH, DASH]]  # e.g. λ of a GAN without WGAN-GP
-    blocks: list[Block] = [Heading("Models compared"), Table(["Setting", "VAE", "GAN"], rows)]
+    blocks: list[Block] = [Heading("Models compared"),
+                           Table(["Setting", "VAE", "GAN"], settings_rows(vae, gan))]
     vae_cond, gan_cond = bool((vae or {}).get("conditional")), bool((gan or {}).get("conditional"))
     if vae_cond:
         blocks.append(Para(
@@ -184,11 +110,140 @@ def model_blocks(evals: dict[str, dict[str, Any]]) -> list[Block]:
     return blocks
 
 
+def metric_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """One row per sample metric present in the files: label, direction, VAE, GAN, real."""
+    rows = []
+    for key in keys_of_kind(SAMPLE):
+        if not any(key in evals[m] for m in MODELS):
+            continue
+        cells = [fmt(evals[m].get(key), evals[m].get(f"{key}_std")) for m in MODELS]
+        rows.append([METRICS[key].label, _arrow(key), *cells])
+    return rows
+
+
+def sample_metric_blocks(inp: ReportInputs) -> list[Block]:
+    """The sample-quality table (judge features), models and real data side by side."""
+    return [
+        Heading("Sample quality and diversity (judge features)"),
+        Table(["Metric", "Better", *(COLUMNS[m] for m in MODELS)], metric_rows(inp.evals)),
+        Para("FID and KID here use the features of the pipeline's own judge classifier, not "
+             "Inception-v3: compare them across GenDuel runs with the same judge checksum, not "
+             "with numbers published for Inception features."),
+    ]
+
+
+def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list[list[str]]:
+    """Label, direction, VAE, GAN, real: the VAE's test-set bounds on log p(x) (the GAN defines
+    no likelihood, real data has no model), then the Parzen-window estimate of every column."""
+    vae, none = evals["vae"], "no likelihood (implicit model)"
+
+    def vae_only(label: str, direction: str, key: str, gan: str = none) -> list[str]:
+        return [label, direction, fmt(vae.get(key)), gan, "-"]
+
+    rows = [vae_only("ELBO (nats/image)", _arrow("elbo_nats"), "elbo_nats"),
+            vae_only("ELBO (bits/dim)", _arrow("bits_per_dim"), "bits_per_dim")]
+    rows += [vae_only(f"IWAE k={k} (nats/image)", _arrow("iwae_nats"), f"iwae_k{k}_nats")
+             for k in iwae_k]
+    rows.append(vae_only("Reconstruction E_q log p(x ∣ z) (nats)", "↑ higher",
+                         "recon_log_px_z_nats", "no encoder"))
+    rows.append(vae_only("KL(q(z ∣ x) ‖ p(z)) (nats)", "(trade-off)", "kl_nats", "-"))
+    if any("parzen_ll_nats" in evals[m] for m in MODELS):
+        rows.append(["Parzen window log-likelihood (nats/image, pixels in [0, 1])",
+                     _arrow("parzen_ll_nats"),
+                     *(fmt(evals[m].get("parzen_ll_nats"), evals[m].get("parzen_ll_nats_sem"))
+                       for m in MODELS)])
+        rows.append(["Parzen σ (chosen on validation images)", "(selected)",
+                     *(fmt(evals[m].get("parzen_sigma")) for m in MODELS)])
+    return rows
+
+
+def likelihood_blocks(inp: ReportInputs) -> list[Block]:
+    """The likelihood section: bounds and Parzen rows, then what they mean and do not mean."""
+    header = ["Quantity (test set)", "Better", *(COLUMNS[m] for m in MODELS)]
+    return [
+        Heading("Likelihood"),
+        Table(header, likelihood_rows(inp.evals, inp.protocol.get("iwae_k", []))),
+        Para("The VAE's decoder is a discretized logistic over the 256 pixel levels, so its "
+             "ELBO and IWAE rows are true lower bounds on the log-probability of the 8-bit test "
+             "images (bits/dim = -bound / (pixels · ln 2)). The GAN is an implicit model with no "
+             "density: it has no likelihood to report."),
+        Para(PARZEN_CAVEAT),
+    ]
+
+
+def inference_rows(vae: dict[str, Any], judge_accuracy: Any) -> list[list[str]]:
+    """Label, direction, VAE, GAN, reference: what only a model with an encoder can report.
+
+    Probes are read against the judge's test accuracy (the ceiling), errors against 0.
+    """
+    rows = []
+    for key in keys_of_kind(INFERENCE):
+        info = METRICS[key]
+        ref = f"judge: {fmt(judge_accuracy)}" if key.startswith("probe") else "0 (perfect)"
+        rows.append([f"{info.label} ({info.unit or 'true labels'})", _arrow(key),
+                     fmt(vae.get(key)), NO_ENCODER, ref])
+    return rows
+
+
+def inference_blocks(inp: ReportInputs) -> list[Block]:
+    """The inference-model section: latent probes and reconstruction error (VAE only)."""
+    judge_accuracy = inp.judge.get("test_accuracy", inp.protocol.get("judge_test_accuracy"))
+    return [
+        Heading("Inference model"),
+        Table(["Inference model (test set)", "Better", "VAE", "GAN", "Reference"],
+              inference_rows(inp.evals["vae"], judge_accuracy)),
+        Para("Only the VAE has an inference model q(z ∣ x). The probes, a logistic regression "
+             "and a k-NN vote on the posterior means μ(x) fit on train images (see Protocol), "
+             "predict the **true** class labels of the test images; the judge classifier's "
+             "accuracy on the same test set is the ceiling they are read against. "
+             "Reconstructions are the decoder mean at z = μ(x). The GAN has no encoder, so none "
+             "of these exist for it."),
+    ]
+
+
+def samples_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
+    """Real images, both models' sample grids, the VAE's reconstructions, class histograms."""
+    return [
+        Heading("Samples"),
+        Figure(figs["real"], "Real test images"),
+        Table(["VAE samples (decoder mean)", "GAN samples"],
+              [[f"![VAE samples]({figs['vae']})", f"![GAN samples]({figs['gan']})"]]),
+        Figure(figs["recon"], "VAE reconstructions: odd rows test images, even rows their "
+                              "reconstructions (decoder mean at the posterior mean)"),
+        Figure(figs["class_histograms"], "Class histogram of the judge's predictions: a model "
+                                         "that drops classes (mode collapse) shows missing bars"),
+    ]
+
+
+def latent_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
+    """The "Latent space" section: one sub-heading and figure per study; [] when none."""
+    if not inp.studies:
+        return []
+    blocks: list[Block] = [Heading("Latent space")]
+    for entry in inp.studies:
+        path = figs[f"studies/{entry['file']}"]
+        blocks += [Heading(entry.get("title") or Path(entry["file"]).stem, 3),
+                   Figure(path, entry.get("caption") or entry.get("title") or entry["file"])]
+    return blocks
+
+
+def training_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
+    """Both models' training curves and their epochs, steps and wall time."""
+    return [
+        Heading("Training"),
+        Figure(figs["vae_curves"], "VAE: training terms per step and validation ELBO per epoch"),
+        Figure(figs["gan_curves"], "GAN: losses and discriminator outputs per generator step"),
+        Table(["Model", "Epochs", "Steps", "Training time (s)"],
+              [[m.upper(), fmt(t.get("epochs")), fmt(t.get("steps")),
+                fmt(t.get("train_seconds"))] for m, t in inp.training.items()]),
+    ]
+
+
 def _loss_of(evals: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:
     """``gan.loss`` from the GAN's model_params; without them, critic scores outside [0, 1]
     mean WGAN-GP (probabilities cannot leave it)."""
     loss = (evals["gan"].get("model_params") or {}).get("loss")
-    if loss in diag.LOSSES:
+    if loss in config.GAN_LOSSES:
         return loss
     values = [diag.number(r, k) for r in rows for k in ("d_real", "d_fake")]
     return "wgan_gp" if any(v < 0 or v > 1 for v in values) else "non_saturating"
@@ -208,13 +263,12 @@ def diagnostics_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
-def diagnostics_blocks(extras: Extras, evals: dict[str, dict[str, Any]], figs: dict[str, str],
-                       num_classes: int) -> list[Block]:
+def diagnostics_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
     """The "GAN training diagnostics" section; [] when evaluate wrote no diagnostics."""
-    rows = extras.diagnostics
+    rows, num_classes = inp.diagnostics, len(inp.classes)
     if not rows:
         return []
-    wgan = _loss_of(evals, rows) == "wgan_gp"
+    wgan = _loss_of(inp.evals, rows) == "wgan_gp"
     real, fake, acc = (("critic f(x)", "critic f(G(z))", "Critic accuracy") if wgan
                        else ("D(x)", "D(G(z))", "D accuracy"))
     header = ["Epoch", real, fake, acc, "d_loss ± std", "g_loss ± std",
@@ -235,13 +289,34 @@ def diagnostics_blocks(extras: Extras, evals: dict[str, dict[str, Any]], figs: d
     return blocks
 
 
-def latent_blocks(extras: Extras, figs: dict[str, str]) -> list[Block]:
-    """The "Latent space" section: one sub-heading and figure per study; [] when none."""
-    if not extras.studies:
-        return []
-    blocks: list[Block] = [Heading("Latent space")]
-    for entry in extras.studies:
-        path = figs[f"studies/{entry['file']}"]
-        blocks += [Heading(entry.get("title") or Path(entry["file"]).stem, 3),
-                   Figure(path, entry.get("caption") or entry.get("title") or entry["file"])]
-    return blocks
+def protocol_rows(inp: ReportInputs) -> list[list[str]]:
+    """Item, value: how the numbers were made (data, sampling, judge, estimators, versions)."""
+    proto = inp.protocol
+    libs = ", ".join(f"{k} {v}" for k, v in proto["libraries"].items())
+    counts = {k: v["count"] for k, v in inp.manifest.get("splits", {}).items()}
+    return [
+        ["Git commit", f"`{inp.commit}`"],
+        ["Data splits", ", ".join(f"{k}: {v}" for k, v in counts.items())],
+        ["Samples per draw / draws", f"{proto['num_samples']} / {proto['draws']}"],
+        ["Sample seeds", ", ".join(map(str, proto["sample_seeds"]))],
+        ["Reference set", proto["reference"]],
+        ["Pixels", proto["pixels"]],
+        ["Feature extractor", proto["features"]],
+        ["Judge sha256", f"`{proto['judge_sha256']}`"],
+        ["Judge test accuracy", f"{100 * inp.judge.get('test_accuracy', float('nan')):.2f} %"],
+        ["IS splits / KID subsets x size / PR k",
+         f"{proto['is_splits']} / {proto['kid_subsets']} x {proto['kid_subset_size']} / "
+         f"{proto['pr_k']}"],
+        ["Parzen window", proto.get("parzen", "n/a")],
+        ["Parzen σ grid", ", ".join(map(str, proto.get("parzen_sigmas", [])))],
+        ["Latent probes", proto.get("probe", "n/a")],
+        ["Reconstructions", proto.get("reconstruction", "n/a")],
+        ["Libraries", libs],
+        ["MLflow runs", ", ".join(f"{m}: `{t.get('mlflow_run_id', '')}`"
+                                  for m, t in inp.training.items())],
+    ]
+
+
+def protocol_blocks(inp: ReportInputs) -> list[Block]:
+    """The "Protocol" section: one table of settings and provenance."""
+    return [Heading("Protocol"), Table(["Item", "Value"], protocol_rows(inp))]

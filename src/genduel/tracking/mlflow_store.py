@@ -29,6 +29,8 @@ from genduel.io import numeric
 log = logging.getLogger(__name__)
 
 _EXPS_TMP = os.path.join(".dvc", "tmp", "exps")
+#: src/genduel, shipped with every logged model so that its pickle finds the model classes.
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _BATCH = 500  # metrics buffered before one log_batch call (MLflow accepts up to 1000)
 
 
@@ -145,12 +147,10 @@ class MlflowTracker:
             return
         import mlflow.pytorch
 
-        import genduel
-
         with _active_run(self.run_id):
             mlflow.pytorch.log_model(
                 model.cpu().eval(), name=name, serialization_format="pickle",
-                code_paths=[str(Path(genduel.__file__).parent)],
+                code_paths=[str(_PACKAGE_DIR)],
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
 

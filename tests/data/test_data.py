@@ -21,7 +21,7 @@ from genduel.data.splits import Split, batches, load_split, prepare, split_indic
 from genduel.errors import ConfigError, DataError
 
 N_TRAIN, N_TEST = 300, 100
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fake_cfg(**kw) -> DataConfig:

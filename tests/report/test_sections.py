@@ -1,0 +1,150 @@
+"""Report sections: directions come from the metric table, each section from its own inputs."""
+
+from __future__ import annotations
+
+from genduel.evaluate import gan_diagnostics as diagnostics
+from genduel.report.document import Heading, to_markdown
+from genduel.report.inputs import ReportInputs
+from genduel.report.sections import (
+    DASH,
+    NO_ENCODER,
+    diagnostics_blocks,
+    diagnostics_rows,
+    inference_blocks,
+    inference_rows,
+    likelihood_blocks,
+    likelihood_rows,
+    metric_rows,
+    model_blocks,
+    winners,
+)
+
+
+def inputs(ev: dict, judge: dict | None = None, diagnostics: list | None = None) -> ReportInputs:
+    """Inputs around eval dicts: an empty protocol unless they carry one, no manifest."""
+    ev = {**ev, "vae": {"protocol": {}, **ev["vae"]}}
+    return ReportInputs(evals=ev, judge=judge or {}, training={}, manifest={}, title="t",
+                        commit="c", diagnostics=diagnostics or [])
+
+
+def test_winner_follows_each_metrics_direction(evals):
+    text = winners(evals(vae_fid=30, gan_fid=20, vae_is=7, gan_is=5))
+    assert "FID: **GAN**" in text  # lower is better
+    assert "Inception Score: **VAE**" in text  # higher is better
+
+
+def test_metric_rows_show_direction_and_std_and_skip_likelihood_keys(evals):
+    ev = evals(30, 20, 7, 5)
+    ev["vae"]["elbo_nats"] = -2000.0
+    rows = metric_rows(ev)
+    labels = [r[0] for r in rows]
+    assert labels == ["FID", "Inception Score"]
+    assert rows[0][1] == "↓ lower" and rows[1][1] == "↑ higher"
+    assert rows[0][2] == "30 ± 0.5" and rows[0][3] == "20"
+
+
+def test_gan_likelihood_is_stated_as_absent():
+    ev = {"vae": {"elbo_nats": -2000.0, "bits_per_dim": 3.68, "iwae_k10_nats": -1990.0},
+          "gan": {}, "real": {}}
+    rows = likelihood_rows(ev, [10])
+    assert rows[0][2] == "-2000" and "no likelihood" in rows[0][3] and rows[0][4] == "-"
+    assert rows[0][1] == "↑ higher" and rows[1][1] == "↓ lower"
+    assert rows[2][0] == "IWAE k=10 (nats/image)" and rows[2][2] == "-1990"
+    assert not any("Parzen" in r[0] for r in rows)  # no Parzen keys, no Parzen rows
+
+
+def parzen_evals() -> dict:
+    return {"vae": {"elbo_nats": -2000.0, "parzen_ll_nats": 250.0, "parzen_ll_nats_sem": 4.0,
+                    "parzen_sigma": 0.13, "probe_linear_accuracy": 0.78,
+                    "probe_knn_accuracy": 0.81, "recon_mse": 0.012, "recon_mae_levels": 14.5},
+            "gan": {"parzen_ll_nats": 300.0, "parzen_ll_nats_sem": 5.0, "parzen_sigma": 0.16},
+            "real": {"parzen_ll_nats": 370.0, "parzen_ll_nats_sem": 3.0, "parzen_sigma": 0.16}}
+
+
+def test_parzen_rows_fill_all_three_columns_of_the_likelihood_table():
+    ev = parzen_evals()
+    rows = {r[0]: r for r in likelihood_rows(ev, [])}
+    parzen = rows["Parzen window log-likelihood (nats/image, pixels in [0, 1])"]
+    assert parzen[1:] == ["↑ higher", "250 ± 4", "300 ± 5", "370 ± 3"]
+    assert rows["Parzen σ (chosen on validation images)"][2:] == ["0.13", "0.16", "0.16"]
+    assert "Parzen" not in " ".join(r[0] for r in metric_rows(ev))  # not a sample metric
+    assert "Parzen" not in winners(ev)
+
+
+def test_likelihood_section_has_a_real_column_and_states_the_parzen_weaknesses():
+    md = to_markdown(likelihood_blocks(inputs(parzen_evals())))
+    assert "| Quantity (test set) | Better | VAE | GAN | Real data (test vs train) |" in md
+    caveat = md.split("Parzen window, read with care.")[1]
+    for words in ("biased", "high variance", "pixel", "σ", "Theis et al. 2016",
+                  "Goodfellow et al. (2014)", "not comparable"):
+        assert words in caveat, words
+
+
+def test_inference_table_has_directions_the_judge_ceiling_and_no_gan_encoder():
+    rows = inference_rows(parzen_evals()["vae"], 0.92)
+    assert [r[0] for r in rows] == [
+        "Linear probe accuracy (true labels)", "k-NN probe accuracy (true labels)",
+        "Reconstruction MSE (per pixel, [0, 1] units)",
+        "Reconstruction MAE (8-bit levels per pixel)"]
+    assert [r[1] for r in rows] == ["↑ higher", "↑ higher", "↓ lower", "↓ lower"]
+    assert [r[2] for r in rows] == ["0.78", "0.81", "0.012", "14.5"]
+    assert all(r[3] == NO_ENCODER == "no inference model (no encoder)" for r in rows)
+    assert rows[0][4] == "judge: 0.92" and rows[2][4] == "0 (perfect)"
+    md = to_markdown(inference_blocks(inputs(parzen_evals(), judge={"test_accuracy": 0.92})))
+    assert "## Inference model" in md and "**true**" in md and "ceiling" in md
+
+
+def test_models_table_shows_each_variants_settings_and_dashes_where_not_applicable(with_params):
+    blocks = model_blocks(inputs(with_params()))
+    assert blocks[0] == Heading("Models compared")
+    table = blocks[1]
+    assert table.header == ["Setting", "VAE", "GAN"]
+    rows = {r[0]: r[1:] for r in table.rows}
+    assert rows["Class-conditional"] == ["yes", "no"]
+    assert rows["Objective"][0] == "ELBO (β = 1)" and rows["Objective"][1].startswith("WGAN-GP")
+    assert rows["Gradient penalty weight λ"] == [DASH, "10"]
+    assert rows["D (critic) steps per G step"] == [DASH, "5"]
+    assert rows["Monte Carlo samples of z per image"] == ["1", DASH]
+    assert rows["Optimizer"][1] == "Adam, β1 0.5, β2 0.9"
+    assert rows["Learning rate"] == ["0.001", "G 0.0002, D 0.0002"]
+    assert rows["Generator initialized from the VAE decoder"] == [DASH, "yes"]
+    text = to_markdown(blocks)
+    assert "logsumexp_y" in text and "uniform p(y) = 1/K" in text  # the CVAE's marginal bound
+    assert "labels drawn uniformly" in text and "conditional VAE draws its samples" in text
+
+
+def test_models_table_for_unconditional_bce_models_and_older_eval_files(with_params,
+                                                                        model_params):
+    vae_params, gan_params = model_params
+    vae = {**vae_params, "conditional": False, "beta": 4.0}
+    gan = {**gan_params, "loss": "non_saturating", "optimizer": "sgd_momentum"}
+    blocks = model_blocks(inputs(with_params(vae, gan)))
+    rows = {r[0]: r[1:] for r in blocks[1].rows}
+    assert "Gradient penalty weight λ" not in rows  # λ only applies to WGAN-GP
+    assert rows["Optimizer"][1] == "SGD, momentum 0.5"
+    assert "not the ELBO" in rows["Objective"][0]
+    assert len(blocks) == 2  # no conditional model: no notes
+    assert model_blocks(inputs(with_params(None, None))) == []  # eval files without model_params
+    only_gan = model_blocks(inputs(with_params(None, gan)))[1]
+    assert all(r[1] == DASH for r in only_gan.rows)
+
+
+def test_diagnostics_rows_format_each_epoch(diag_rows):
+    rows = diagnostics_rows(diag_rows())
+    assert rows[0][:7] == ["1", "0.7", "0.3", "0.97", "1 ± 0.1", "1.5 ± 0.2", "10 / 10"]
+    assert rows[0][7].startswith("discriminator saturated")
+    assert rows[1][6] == "2 / 2" and rows[1][7].startswith("possible mode collapse")
+    no_samples = diagnostics.epoch_table([{"epoch": 1.0, "d_acc": 0.8}], [], 10, "minimax")
+    assert diagnostics_rows(no_samples)[0][6:] == ["n/a", DASH]
+
+
+def test_diagnostics_section_labels_critic_scores_for_wgan(with_params, diag_rows):
+    ev = with_params()
+    md = to_markdown(diagnostics_blocks(inputs(ev, diagnostics=diag_rows("wgan_gp")), {}))
+    assert "| Epoch | critic f(x) | critic f(G(z)) | Critic accuracy |" in md
+    assert "Epoch 1: critic separates real and fake almost perfectly" in md
+    bce = to_markdown(diagnostics_blocks(inputs(with_params(None, None),
+                                                diagnostics=diag_rows()), {}))
+    assert "| Epoch | D(x) | D(G(z)) | D accuracy |" in bce and "Reading the flags" in bce
+    assert "Epoch 1: discriminator saturated (accuracy >= 0.95)." in bce
+    assert diagnostics_blocks(inputs(ev), {}) == []
