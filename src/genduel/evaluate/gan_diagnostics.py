@@ -2,7 +2,10 @@
 
 Each row of ``artifacts/train_gan/epochs.csv`` (columns :data:`EPOCH_COLUMNS`) is joined with the
 class coverage of a fixed set of generator samples saved after that epoch and scored by the
-judge (:func:`genduel.metrics.classes.class_coverage`), then checked against a few flags.
+judge (:func:`genduel.metrics.classes.class_coverage`), then checked against a few flags
+(:func:`gan_epoch_diagnostics`). The table is written to ``eval/gan_diagnostics.csv``
+(:func:`write_table`), read back by the report (:func:`read_table`, :func:`summary`) and logged as
+metric histories of the GAN's training run (:func:`diagnostics_series`).
 
 The flags are **heuristics** with hand-picked thresholds: they point at epochs worth a look at the
 sample grids and prove nothing on their own. For one epoch, with ``a`` the discriminator's
@@ -26,16 +29,22 @@ per-step losses ``L`` in {d_loss, g_loss}, ``W`` the classes well covered out of
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-#: The columns of ``epochs.csv`` written by the train_gan stage, in order.
-EPOCH_COLUMNS = ("epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "d_acc", "gp",
-                 "d_loss_std", "g_loss_std", "seconds")
+from genduel.config import GAN_LOSSES
+from genduel.evaluate.samples import embed
+from genduel.io import atomic_write, numeric
+from genduel.metrics.classes import class_coverage
+from genduel.train.gan import EPOCH_COLUMNS
+
+# EPOCH_COLUMNS (imported from genduel.train.gan): the columns of ``epochs.csv``, in order.
 #: The class-coverage columns added from the judge's logits of each epoch's samples.
 COVERAGE_COLUMNS = ("classes_covered", "classes_well_covered", "class_kl_to_uniform_nats",
                     "class_counts")
@@ -44,8 +53,8 @@ TABLE_COLUMNS = (*EPOCH_COLUMNS, *COVERAGE_COLUMNS, "flags")
 #: Text columns: ``class_counts`` is the histogram as space-separated integers.
 STRING_COLUMNS = frozenset({"class_counts", "flags"})
 INT_COLUMNS = frozenset({"epoch", "step", "classes_covered", "classes_well_covered"})
-BCE_LOSSES = ("minimax", "non_saturating")
-LOSSES = (*BCE_LOSSES, "wgan_gp")
+#: ``gan.loss`` values (:data:`genduel.config.GAN_LOSSES`), under the name the report reads.
+LOSSES = GAN_LOSSES
 
 #: D classifies 95 % of real and fake images right: for the BCE losses D(G(z)) is near 0, where
 #: the minimax generator's gradient of log(1 - D(G(z))) vanishes (Goodfellow et al. 2014, sec. 3).
@@ -144,8 +153,6 @@ def collapse_flags(row: dict[str, Any], previous: dict[str, Any] | None,
 
 def _coverage(logits: np.ndarray, num_classes: int) -> dict[str, Any]:
     """The coverage columns of one epoch's judge logits ``(N, K)``."""
-    from genduel.metrics.classes import class_coverage
-
     cov = class_coverage(logits, num_classes)
     return {"classes_covered": cov["classes_covered"],
             "classes_well_covered": cov["classes_well_covered"],
@@ -163,7 +170,8 @@ def epoch_table(epoch_rows: list[dict[str, float]], logits_by_epoch: Sequence[np
         logits_by_epoch: judge logits ``(N, K)`` of the samples saved after each epoch, one per
             row, or empty when none were saved (the coverage columns are then NaN / "").
         num_classes: K, the judge's number of classes.
-        loss: ``gan.loss``, one of :data:`LOSSES` (selects the WGAN-GP wording and scale).
+        loss: ``gan.loss``, one of :data:`genduel.config.GAN_LOSSES` (selects the WGAN-GP
+            wording and scale).
 
     Returns:
         Dicts with the keys :data:`TABLE_COLUMNS` (then any extra epochs.csv columns);
@@ -172,8 +180,8 @@ def epoch_table(epoch_rows: list[dict[str, float]], logits_by_epoch: Sequence[np
     Raises:
         ValueError: unknown ``loss``, or a number of logit arrays other than 0 or the epochs'.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"epoch_table: loss must be one of {LOSSES}, got {loss!r}")
+    if loss not in GAN_LOSSES:
+        raise ValueError(f"epoch_table: loss must be one of {GAN_LOSSES}, got {loss!r}")
     if logits_by_epoch and len(logits_by_epoch) != len(epoch_rows):
         raise ValueError(f"epoch_table: {len(logits_by_epoch)} logit arrays for "
                          f"{len(epoch_rows)} epochs")
@@ -232,24 +240,19 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
 
 def numeric_columns(row: dict[str, Any]) -> dict[str, float]:
     """The finite numeric columns of a row except ``epoch`` (e.g. to log as metrics per epoch)."""
-    out = {}
-    for key, value in row.items():
-        if key == "epoch" or key in STRING_COLUMNS or isinstance(value, bool):
-            continue
-        if isinstance(value, int | float) and math.isfinite(value):
-            out[key] = float(value)
-    return out
+    return {key: value for key, value in numeric(row).items()
+            if key != "epoch" and key not in STRING_COLUMNS and math.isfinite(value)}
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     """Write rows as CSV: :data:`TABLE_COLUMNS` first, extra keys after; NaN as ``nan``."""
     extra = [k for row in rows for k in row if k not in TABLE_COLUMNS]
     columns = [*TABLE_COLUMNS, *dict.fromkeys(extra)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue().encode("utf-8"))
 
 
 def _parse(key: str, text: str) -> Any:
@@ -264,5 +267,39 @@ def _parse(key: str, text: str) -> Any:
 
 def read_table(path: Path) -> list[dict[str, Any]]:
     """Read :func:`write_table`'s CSV: numbers as float (ints for counts), text columns as str."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return [{k: _parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def gan_epoch_diagnostics(judge: torch.nn.Module, artifacts_dir: Path, num_classes: int,
+                          loss: str, batch_size: int, device: torch.device
+                          ) -> list[dict[str, Any]]:
+    """Per-epoch GAN diagnostics: ``epochs.csv`` of train_gan joined with class coverage.
+
+    The judge classifies the fixed-noise samples train_gan saved after every epoch
+    (``epoch_samples.pt``); :func:`epoch_table` merges the coverage with D(x), D(G(z)), D
+    accuracy and loss spread, and adds the flags. Returns [] when no epochs table exists; without
+    saved samples (``gan.diag_samples: 0``) the coverage columns are empty.
+    """
+    epochs_csv, samples_pt = artifacts_dir / "epochs.csv", artifacts_dir / "epoch_samples.pt"
+    if not epochs_csv.is_file():
+        return []
+    with epochs_csv.open(newline="") as fh:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    logits = []
+    if samples_pt.is_file():
+        saved = torch.load(samples_pt, map_location="cpu", weights_only=True)
+        logits = [embed(judge, images, batch_size, device).logits for images in saved["images"]]
+    return epoch_table(rows, logits, num_classes, loss)
+
+
+def diagnostics_series(path: Path) -> list[tuple[int, dict[str, float]]]:
+    """``(step, {"diag/<column>": value})`` per epoch of ``gan_diagnostics.csv`` ([] if absent):
+    the per-epoch diagnostics as MLflow metric histories of the GAN's training run."""
+    if not path.is_file():
+        return []
+    series = []
+    for row in read_table(path):
+        values = {f"diag/{k}": v for k, v in row.items() if k not in ("epoch", "step", "flags")}
+        series.append((int(row["step"]), values))
+    return series

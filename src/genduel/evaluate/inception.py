@@ -23,8 +23,9 @@ contiguous chunks without shuffling, so values differ from torch-fidelity's shuf
 
 Cost: Inception-v3 at 299 x 299 is ~5.7 GFLOP per image. On a 2-core CPU the forward runs at
 about 1.3-2 images/s (batches of 8-48, float32; ~1.8 GB resident at batch 48), so 10k images
-take 1.5-2 hours; a GPU does thousands per second. The caller chooses the image counts. The FID
-of 2048-d features also costs one or two 2048 x 2048 symmetric eigenproblems per set (seconds).
+take 1.5-2 hours; a GPU does thousands per second. :func:`inception_rows` takes
+``eval.inception_samples`` images per set. The FID of 2048-d features also costs one or two
+2048 x 2048 symmetric eigenproblems per set (seconds).
 """
 
 from __future__ import annotations
@@ -32,14 +33,19 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from genduel.config import EvalConfig
+from genduel.data.splits import Split
 from genduel.errors import DataError
+from genduel.evaluate.samples import subset
+from genduel.io import sha256_file
 from genduel.metrics import fid, inception_score, kid
+from genduel.runtime import eval_batches
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +163,18 @@ def inception_features(model: nn.Module, images_u8: torch.Tensor, batch_size: in
     if len(images_u8) < 1:
         raise ValueError("inception_features: no images")
     rgb = grayscale_to_rgb(images_u8)  # (N, 3, H, W)
-    features, logits = [], []
+
+    def batch(s: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        feat, logit = model(rgb[s].to(device))  # (B, 2048), (B, 1008)
+        return feat.float().cpu(), logit.float().cpu()
+
     start = time.perf_counter()
-    for i in range(0, len(rgb), batch_size):
-        feat, logit = model(rgb[i:i + batch_size].to(device))  # (B, 2048), (B, 1008)
-        features.append(feat.float().cpu())
-        logits.append(logit.float().cpu())
+    pieces = eval_batches(batch, len(rgb), batch_size, model)
     seconds = time.perf_counter() - start
     log.info("Inception-v3 forward: %d images in %.1f s (%.2f images/s)", len(rgb), seconds,
              len(rgb) / max(seconds, 1e-9))
-    return InceptionOutputs(torch.cat(features).numpy(), torch.cat(logits).numpy())
+    return InceptionOutputs(torch.cat([f for f, _ in pieces]).numpy(),
+                            torch.cat([lg for _, lg in pieces]).numpy())
 
 
 def inception_metrics(weights_path: Path, reference_u8: torch.Tensor,
@@ -214,3 +222,33 @@ def inception_metrics(weights_path: Path, reference_u8: torch.Tensor,
         }
         log.info("Inception-v3 metrics of %s: %s", name, out[name])
     return out
+
+
+def inception_rows(cfg: EvalConfig, samples: dict[str, torch.Tensor], train: Split, test: Split,
+                   device: torch.device) -> dict[str, dict[str, Any]]:
+    """Standard Inception-v3 FID/KID/IS (``eval.inception_weights``) for every row.
+
+    ``eval.inception_samples`` images per set: the first of each model's draw 0, a seeded subset
+    of the test images for the real row, against a seeded subset of train images. Inception-v3
+    costs ~6 GFLOP per image at 299x299, so on a CPU keep the count small (1000: minutes).
+
+    Args:
+        cfg: the eval section (weights path, image count, metric settings, seed).
+        samples: row name -> uint8 samples ``(N, C, H, W)`` of draw 0.
+        train, test: the splits the reference and the real row are drawn from.
+        device: where the network runs.
+
+    Returns:
+        row name (the sample names and ``real``) -> the :func:`inception_metrics` keys plus
+        ``inception_protocol``, a note naming the weights file, its sha256 and the image count.
+    """
+    weights = Path(cfg.inception_weights)
+    n = min(cfg.inception_samples, cfg.num_samples, len(test))
+    sets = {name: images[:n] for name, images in samples.items()}
+    sets["real"] = subset(test, n, cfg.seed)
+    rows = inception_metrics(weights, subset(train, n, cfg.seed), sets,
+                             batch_size=min(cfg.batch_size, 100), device=device,
+                             is_splits=cfg.is_splits, kid_subsets=cfg.kid_subsets,
+                             kid_subset_size=min(cfg.kid_subset_size, n), seed=cfg.seed)
+    note = f"{weights} (sha256 {sha256_file(weights)}), {n} images per set"
+    return {name: {**values, "inception_protocol": note} for name, values in rows.items()}

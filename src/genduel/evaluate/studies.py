@@ -1,10 +1,10 @@
 """Latent-space studies for the report: class grids, interpolations, latent arithmetic, manifolds.
 
 Each study is a public function that returns tensors or arrays (tested on tiny models);
-:func:`genduel.study_figures.write_studies` turns them into PNG figures plus ``index.json``, a
-list of ``{"file", "title", "caption"}`` entries the report renders in order. Every random
-choice comes from a ``torch.Generator`` seeded from one integer, so the figures are reproducible
-byte for byte on a given device.
+:func:`genduel.evaluate.study_figures.write_studies` turns them into PNG figures plus
+``index.json``, a list of ``{"file", "title", "caption"}`` entries the report renders in order.
+Every random choice comes from a ``torch.Generator`` seeded from one integer, so the figures are
+reproducible byte for byte on a given device.
 
 Notation: ``x`` are images (B, C, H, W) in [-1, 1]; ``mu(x)`` is the VAE posterior mean
 (``vae.encode(x, y)[0]``, (B, D)); "decoding" z means the decoder mean ``vae.decode(z, y)[0]`` or

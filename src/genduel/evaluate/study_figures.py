@@ -1,8 +1,8 @@
 """The latent-space study figures of the evaluate stage: PNGs, captions and ``index.json``.
 
-:func:`write_studies` draws every study of :mod:`genduel.studies` that applies to the trained
-models into ``eval/studies/`` and lists them, with a title and a caption that says exactly what
-is shown, in ``index.json``; the report renders that list in order.
+:func:`write_studies` draws every study of :mod:`genduel.evaluate.studies` that applies to the
+trained models into ``eval/studies/`` and lists them, with a title and a caption that says exactly
+what is shown, in ``index.json``; the report renders that list in order.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def plot_scatter(coords: np.ndarray, labels: np.ndarray, classes: list[str], axe
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # not genduel.figures: evaluate must not depend on the report
+    # not genduel.report.figures: evaluate must not depend on the report
+    import matplotlib.pyplot as plt
 
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
     fig, ax = plt.subplots(figsize=(7, 5.5))

@@ -12,8 +12,10 @@ so no probability is ever formed and then logged (which underflows to log 0 once
 1-Lipschitz constraint is a gradient penalty on random interpolates of real and fake images
 (Gulrajani et al. 2017); that critic has no BatchNorm, since the penalty is per sample.
 
-With ``gan.conditional`` both nets also take the class label (Mirza & Osindero 2014), as a one-hot
-code appended to z (G) and to D's flattened conv features.
+With ``gan.conditional`` both nets also take the class label (Mirza & Osindero 2014): G as a
+one-hot code appended to z, D as K constant input planes stacked on the image (one per class),
+so its first convolution can judge whether image and label match (a label appended only before
+the linear head gives a per-class offset that cannot; changed in 7874f04).
 
 Both nets keep their conv weights in ``channels_last`` (NHWC) memory, set at construction so a
 rebuilt model computes exactly what the trained one did: about 1.2x faster per train step on the

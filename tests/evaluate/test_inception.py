@@ -20,6 +20,8 @@ import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch import nn
 
+from genduel.config import EvalConfig
+from genduel.data.splits import Split
 from genduel.errors import DataError
 from genduel.evaluate import inception as inception_module
 from genduel.evaluate.inception import (
@@ -29,6 +31,7 @@ from genduel.evaluate.inception import (
     grayscale_to_rgb,
     inception_features,
     inception_metrics,
+    inception_rows,
     load_inception,
 )
 
@@ -179,3 +182,24 @@ def test_inception_metrics(weights_file: Path, images: torch.Tensor, outputs: In
                                    err_msg=name)
     np.testing.assert_allclose(calls["inception_score"][0], reversed_logits, rtol=1e-4,
                                atol=1e-5)
+
+
+def test_inception_rows_wire_every_set_through_the_weights_file(tmp_path, monkeypatch):
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not really weights")
+    seen = {}
+
+    def fake_metrics(path, reference, sets, **kw):
+        seen.update(path=path, n_ref=len(reference), sets={k: len(v) for k, v in sets.items()})
+        return {k: {"inception_fid": 1.0} for k in sets}
+
+    monkeypatch.setattr(inception_module, "inception_metrics", fake_metrics)
+    images = torch.zeros(30, 1, 4, 4, dtype=torch.uint8)
+    split = Split(images, torch.zeros(30, dtype=torch.int64), ["a"])
+    cfg = EvalConfig(inception_weights=str(weights), inception_samples=10, num_samples=20)
+    rows = inception_rows(cfg, {"vae": images[:20], "gan": images[:20]}, split, split,
+                          torch.device("cpu"))
+    assert seen["path"] == weights and seen["n_ref"] == 10
+    assert seen["sets"] == {"vae": 10, "gan": 10, "real": 10}
+    assert set(rows) == {"vae", "gan", "real"}
+    assert "sha256" in rows["real"]["inception_protocol"]
