@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from genduel.config import VAEConfig
+from genduel.data.pixels import to_model_range
 from genduel.models.likelihood import (
     bits_per_dim,
     discretized_logistic_log_prob,
@@ -183,22 +184,10 @@ def test_iwae_bounds_increase_with_k_towards_log_px() -> None:
 
 
 # ----------------------------------------------------------------- the conv VAE
-def _images(n: int, shape=(1, 28, 28), seed: int = 0) -> torch.Tensor:
-    """Smooth random-ish uint8 images (upsampled 7x7 noise), learnable by a small VAE."""
-    c, h, w = shape
-    low = torch.rand(n, c, h // 4, w // 4, generator=make_generator(seed))
-    up = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    return (up * 255).round().to(torch.uint8)  # (n, C, H, W)
-
-
-def _model_range(u8: torch.Tensor) -> torch.Tensor:
-    return u8.float() / 127.5 - 1.0
-
-
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
-def test_vae_output_shapes(shape: tuple[int, int, int]) -> None:
+def test_vae_output_shapes(smooth_images, shape: tuple[int, int, int]) -> None:
     model = VAE(SMALL, shape)
-    x = _model_range(_images(5, shape))
+    x = to_model_range(smooth_images(5, shape))
     out = model(x, generator=make_generator(0))
     assert isinstance(out, VAEOutput)
     assert out.mean.shape == out.log_scale.shape == (5, *shape)
@@ -212,10 +201,10 @@ def test_vae_output_shapes(shape: tuple[int, int, int]) -> None:
     assert vae_loss(terms, 1.0).item() == pytest.approx(-terms.elbo_nats.mean().item(), rel=1e-6)
 
 
-def test_iwae_k1_is_the_single_sample_elbo_in_expectation() -> None:
+def test_iwae_k1_is_the_single_sample_elbo_in_expectation(smooth_images) -> None:
     torch.manual_seed(0)
     model = VAE(SMALL, (1, 28, 28)).eval()
-    x = _model_range(_images(4))
+    x = to_model_range(smooth_images(4))
     reps = 500
     with torch.no_grad():
         mu, logvar = model.encode(x)

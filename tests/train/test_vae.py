@@ -13,6 +13,7 @@ import torch
 
 from genduel.checkpoint import rebuild
 from genduel.config import VAEConfig
+from genduel.data.pixels import to_model_range
 from genduel.errors import TrainingError
 from genduel.models.likelihood import (
     bits_per_dim,
@@ -21,7 +22,6 @@ from genduel.models.vae import (
     VAE,
     build_vae,
 )
-from genduel.runtime import make_generator
 from genduel.tracking.base import RecordingTracker
 from genduel.train.vae import train_vae, vae_train_step, validation_elbo_nats
 
@@ -29,29 +29,15 @@ GRID = torch.arange(256, dtype=torch.float64) / 127.5 - 1.0  # the 256 pixel val
 SMALL = VAEConfig(latent_dim=4, width=8, batch_size=16, lr=2e-3, log_every=1, grid_images=16)
 
 
-PIXEL_PARAMS = [(0.0, 0.0), (0.3, -2.0), (-0.97, -5.0), (1.0, -7.0), (-1.0, -7.0),
-                (0.5, 1.5), (-0.2, 4.0), (1.4, -3.0), (0.001, -7.0)]
 
 
 # ----------------------------------------------------------------- the conv VAE
-def _images(n: int, shape=(1, 28, 28), seed: int = 0) -> torch.Tensor:
-    """Smooth random-ish uint8 images (upsampled 7x7 noise), learnable by a small VAE."""
-    c, h, w = shape
-    low = torch.rand(n, c, h // 4, w // 4, generator=make_generator(seed))
-    up = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    return (up * 255).round().to(torch.uint8)  # (n, C, H, W)
-
-
-def _model_range(u8: torch.Tensor) -> torch.Tensor:
-    return u8.float() / 127.5 - 1.0
-
-
-def test_train_step_decreases_loss_on_a_fixed_batch() -> None:
+def test_train_step_decreases_loss_on_a_fixed_batch(smooth_images) -> None:
     torch.manual_seed(0)
     cfg = dataclasses.replace(SMALL, lr=1e-2)
     model = VAE(cfg, (1, 28, 28))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    x = _model_range(_images(16))
+    x = to_model_range(smooth_images(16))
     losses = [vae_train_step(model, opt, x, cfg, amp_ctx=nullcontext(), step=i)["loss"]
               for i in range(30)]
     stats = vae_train_step(model, opt, x, cfg, amp_ctx=nullcontext())
@@ -60,11 +46,11 @@ def test_train_step_decreases_loss_on_a_fixed_batch() -> None:
     assert sum(losses[-3:]) < 0.9 * sum(losses[:3])  # ~4950 -> ~4100 nats per image
 
 
-def test_nan_input_raises_before_the_weights_change() -> None:
+def test_nan_input_raises_before_the_weights_change(smooth_images) -> None:
     model = VAE(SMALL, (1, 28, 28))
     opt = torch.optim.Adam(model.parameters(), lr=SMALL.lr)
     before = [p.detach().clone() for p in model.parameters()]
-    x = _model_range(_images(8))
+    x = to_model_range(smooth_images(8))
     x[0, 0, 3, 3] = float("nan")
     with pytest.raises(TrainingError, match=r"vae loss became NaN at step 7; lower vae\.lr"):
         vae_train_step(model, opt, x, SMALL, amp_ctx=nullcontext(), step=7)
@@ -76,11 +62,11 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_train_vae_end_to_end(tmp_path: Path) -> None:
+def test_train_vae_end_to_end(smooth_images, tmp_path: Path) -> None:
     from genduel.data.splits import Split
 
-    train = Split(_images(256, seed=1), torch.zeros(256, dtype=torch.int64), ["a"])
-    val = Split(_images(40, seed=2), torch.zeros(40, dtype=torch.int64), ["a"])
+    train = Split(smooth_images(256, seed=1), torch.zeros(256, dtype=torch.int64), ["a"])
+    val = Split(smooth_images(40, seed=2), torch.zeros(40, dtype=torch.int64), ["a"])
     cfg = VAEConfig(latent_dim=4, width=8, epochs=1, batch_size=64, log_every=1, grid_images=16)
     tracker, ckpt_path = RecordingTracker(), tmp_path / "vae.pt"
     result = train_vae(cfg, train, val, device=torch.device("cpu"), amp=False, tracker=tracker,
