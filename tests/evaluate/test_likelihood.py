@@ -29,6 +29,21 @@ def test_likelihood_bounds_are_ordered_and_consistent():
     assert out["kl_nats"] >= 0 and out["likelihood_images"] == 16
 
 
+def test_iwae_bounds_use_the_first_likelihood_images_and_no_more():
+    """n = 5 images in batches of 2: the last batch holds image 4 alone, whatever follows it."""
+    vae = VAE(VAEConfig(latent_dim=2, width=4), (1, 28, 28), 1)
+    images = torch.randint(0, 256, (7, 1, 28, 28), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    cfg = EvalConfig(likelihood_images=5, batch_size=8, iwae_k=[3])  # IWAE batch = 8 // 4
+    outs = []
+    for tail in (images[5:], 255 - images[5:]):  # images 5, 6 differ; 0..4 are the same
+        test = Split(torch.cat([images[:5], tail]), torch.zeros(7, dtype=torch.int64), ["a"])
+        outs.append(likelihood_bounds(vae, test, cfg, torch.device("cpu")))
+    assert outs[0]["likelihood_images"] == outs[1]["likelihood_images"] == 5
+    assert outs[0]["iwae_k3_nats"] == outs[1]["iwae_k3_nats"]
+    assert outs[0]["elbo_nats"] != outs[1]["elbo_nats"]  # the ELBO covers every test image
+
+
 def test_parzen_row_chooses_the_sigma_of_a_known_gaussian():
     # Every centre is the same grey image c, so the Parzen window is N(c, sigma^2 I) exactly;
     # val/test images are drawn from N(c, s^2 I) with s = 0.1 (in [0, 1] pixel units), so the

@@ -75,7 +75,8 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
         n = len(test) if cfg.likelihood_images == 0 else min(cfg.likelihood_images, len(test))
         batch = max(1, cfg.batch_size // 4)
         for k in cfg.iwae_k:
-            xs = (to_model_range(test.images[s:s + batch]).to(device) for s in range(0, n, batch))
+            xs = (to_model_range(test.images[s:min(s + batch, n)]).to(device)
+                  for s in range(0, n, batch))  # the first n images, no more
             values = [marginal_bound(vae, x, lambda c, x=x, k=k: iwae_bound(vae, x, k, gen, y=c))
                       .double().cpu() for x in xs]
             bound = torch.cat(values)
