@@ -1,4 +1,4 @@
-"""Known-answer tests for genduel.data and genduel.rawdata: IDX I/O, sources, splits, pixels."""
+"""Known-answer tests for the data package: IDX I/O, finding sources, splits and pixels."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from genduel.config import DataConfig
-from genduel.data import raw as rawdata
+from genduel.data import raw
 from genduel.data.pixels import save_grid, to_model_range, to_uint8
 from genduel.data.raw import IDX_FILES, load_source, read_idx, write_idx
 from genduel.data.splits import Split, batches, load_split, prepare, split_indices
@@ -225,7 +225,7 @@ def test_images_and_labels_must_agree(fake: dict) -> None:
         run_prepare(fake)
 
 
-@pytest.mark.skipif(not (rawdata.SYSTEM_DIR / "train-labels-idx1-ubyte.gz").exists(),
+@pytest.mark.skipif(not (raw.SYSTEM_DIR / "train-labels-idx1-ubyte.gz").exists(),
                     reason="Debian package dataset-fashion-mnist not installed")
 def test_debian_copy_passes_published_checksums(tmp_path: Path) -> None:
     src = load_source(DataConfig(allow_download=False), tmp_path / "empty")
@@ -264,7 +264,7 @@ def load_stage_script():
 def test_stage_script_writes_outputs_and_reports_errors(fake: dict, monkeypatch, capsys) -> None:
     stage = load_stage_script()
     monkeypatch.chdir(fake["tmp"])
-    monkeypatch.setattr(rawdata, "SYSTEM_DIR", fake["system"])
+    monkeypatch.setattr(raw, "SYSTEM_DIR", fake["system"])
     Path("params.yaml").write_text(
         "data:\n  val_size: 50\n  verify_checksums: false\n  allow_download: false\n"
     )

@@ -60,8 +60,8 @@ def prepare(cfg: DataConfig, raw_dir: Path, out_dir: Path, system_dir: Path | No
 
     train/val partition the official training set by ``cfg.seed`` (val = ``cfg.val_size``
     images, train cut to ``cfg.train_limit`` when non-zero); test is the official test set.
-    ``system_dir`` overrides :data:`genduel.rawdata.SYSTEM_DIR` (see
-    :func:`genduel.rawdata.load_source`).
+    ``system_dir`` overrides :data:`genduel.data.raw.SYSTEM_DIR` (see
+    :func:`genduel.data.raw.load_source`).
 
     Returns:
         The manifest (also written as JSON): dataset, source, per-split counts, class

@@ -1,7 +1,7 @@
 """Convolutional VAE with a discretized-logistic decoder on 8-bit pixels, its ELBO and IWAE bounds.
 
 Model (Kingma & Welling 2014): ``p(z) = N(0, I)``, ``q(z | x) = N(mu(x), diag exp(logvar(x)))``
-and ``p(x | z)`` a discretized logistic per pixel (:mod:`genduel.likelihood`) with mean
+and ``p(x | z)`` a discretized logistic per pixel (:mod:`genduel.models.likelihood`) with mean
 ``m(z) in [-1, 1]`` and log-scale ``log s(z) >= LOG_SCALE_MIN``. All bounds are in nats per image
 on the 8-bit data, so they are exact code lengths comparable with published bits/dim.
 

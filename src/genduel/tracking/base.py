@@ -1,7 +1,7 @@
 """Experiment tracking behind a small interface, so the library never imports MLflow itself.
 
 Training and evaluation code receives a :class:`Tracker`; stages pass an MLflow-backed one
-(:mod:`genduel.mlflow_tracking`), tests pass :class:`RecordingTracker`.
+(:mod:`genduel.tracking.mlflow_store`), tests pass :class:`RecordingTracker`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The MLflow-backed :class:`~genduel.tracking.Tracker` and where its store lives.
+"""The MLflow-backed :class:`~genduel.tracking.base.Tracker` and where its store lives.
 
 Default store: ``sqlite:///<repo root>/mlflow.db`` with artifacts under ``<repo root>/mlartifacts``,
 so ``mlflow ui`` started at the repo root shows every run. The repo root is ``$DVC_ROOT`` (set by
@@ -104,7 +104,7 @@ def _experiment_id(client: Any, name: str, root: Path, local: bool) -> str:
 
 
 class MlflowTracker:
-    """A :class:`~genduel.tracking.Tracker` writing to one MLflow run, metrics batched."""
+    """A :class:`~genduel.tracking.base.Tracker` writing to one MLflow run, metrics batched."""
 
     def __init__(self, client: Any, run_id: str, log_models: bool = True) -> None:
         self.client = client
