@@ -62,7 +62,7 @@ def plot_scatter(coords: np.ndarray, labels: np.ndarray, classes: list[str], axe
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
     plt.close(fig)
 
 

@@ -8,7 +8,6 @@ in ``eval/studies/index.json`` are copied under flat names (``studies_<file>``).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from genduel.evaluate import gan_diagnostics as diagnostics
+from genduel.io import atomic_write
 from genduel.report.inputs import COLUMNS, ReportInputs
 
 
@@ -33,7 +33,7 @@ def draw_all(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir
               "gan": eval_dir / "samples_gan.png", "recon": eval_dir / "reconstructions_vae.png"}
     out = {}
     for name, src in copies.items():
-        shutil.copyfile(src, fig_dir / f"{name}.png")
+        atomic_write(fig_dir / f"{name}.png", src.read_bytes())
         out[name] = f"figures/{name}.png"
     plot_vae_curves(artifacts_dir / "train_vae" / "history.csv",
                     artifacts_dir / "train_vae" / "epochs.csv", fig_dir / "vae_curves.png")
@@ -48,7 +48,7 @@ def draw_all(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir
         out["gan_diagnostics"] = "figures/gan_diagnostics.png"
     for entry in inp.studies:  # load_inputs checked that each file exists
         name = "studies_" + entry["file"].replace("/", "_")
-        shutil.copyfile(inp.studies_dir / entry["file"], fig_dir / name)
+        atomic_write(fig_dir / name, (inp.studies_dir / entry["file"]).read_bytes())
         out[f"studies/{entry['file']}"] = f"figures/{name}"
     return out
 
@@ -87,7 +87,7 @@ def plot_vae_curves(history_csv: Path, epochs_csv: Path, path: Path) -> None:
     ax2.plot(epochs["epoch"], epochs["val_elbo_nats"], marker="o")
     ax2.set(xlabel="epoch", ylabel="nats per image", title="VAE validation ELBO (higher is better)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -109,7 +109,7 @@ def plot_gan_curves(history_csv: Path, path: Path) -> None:
             title="Discriminator outputs (0.5 = equilibrium)")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -128,7 +128,7 @@ def plot_class_histograms(logits: dict[str, np.ndarray], classes: Sequence[str],
     ax.set(ylabel="fraction of images", title="Judge-predicted class of each image")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -162,7 +162,7 @@ def plot_gan_diagnostics(rows_or_csv: Sequence[dict[str, Any]] | Path | str, pat
     for ax in (ax1, ax2):
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
