@@ -55,11 +55,6 @@ def digest(data: bytes | str | Path, algo: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file's content."""
-    return digest(Path(path), "sha256")
-
-
 def numeric(values: Mapping[str, Any]) -> dict[str, float]:
     """The entries of ``values`` that are numbers (``bool`` excluded), as floats: what metrics
     files and MLflow metrics may hold."""

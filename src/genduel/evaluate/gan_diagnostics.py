@@ -53,8 +53,6 @@ TABLE_COLUMNS = (*EPOCH_COLUMNS, *COVERAGE_COLUMNS, "flags")
 #: Text columns: ``class_counts`` is the histogram as space-separated integers.
 STRING_COLUMNS = frozenset({"class_counts", "flags"})
 INT_COLUMNS = frozenset({"epoch", "step", "classes_covered", "classes_well_covered"})
-#: ``gan.loss`` values (:data:`genduel.config.GAN_LOSSES`), under the name the report reads.
-LOSSES = GAN_LOSSES
 
 #: D classifies 95 % of real and fake images right: for the BCE losses D(G(z)) is near 0, where
 #: the minimax generator's gradient of log(1 - D(G(z))) vanishes (Goodfellow et al. 2014, sec. 3).

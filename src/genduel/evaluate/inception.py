@@ -43,7 +43,7 @@ from genduel.config import EvalConfig
 from genduel.data.splits import Split
 from genduel.errors import DataError
 from genduel.evaluate.samples import subset
-from genduel.io import sha256_file
+from genduel.io import digest
 from genduel.metrics import fid, inception_score, kid
 from genduel.runtime import eval_batches
 
@@ -250,5 +250,5 @@ def inception_rows(cfg: EvalConfig, samples: dict[str, torch.Tensor], train: Spl
                              batch_size=min(cfg.batch_size, 100), device=device,
                              is_splits=cfg.is_splits, kid_subsets=cfg.kid_subsets,
                              kid_subset_size=min(cfg.kid_subset_size, n), seed=cfg.seed)
-    note = f"{weights} (sha256 {sha256_file(weights)}), {n} images per set"
+    note = f"{weights} (sha256 {digest(weights)}), {n} images per set"
     return {name: {**values, "inception_protocol": note} for name, values in rows.items()}

@@ -41,7 +41,7 @@ from genduel.evaluate.samples import (
     subset,
 )
 from genduel.evaluate.study_figures import write_studies
-from genduel.io import numeric, sha256_file, write_json
+from genduel.io import digest, numeric, write_json
 from genduel.models.gan import build_generator
 from genduel.models.judge import build_judge
 from genduel.models.vae import build_vae
@@ -95,7 +95,7 @@ def load_inputs(paths: EvalPaths) -> EvalInputs:
         generator=rebuild(ckpts["gan"], "generator", build_generator),
         train=load_split(paths.data, "train"), val=load_split(paths.data, "val"),
         test=load_split(paths.data, "test"),
-        judge_sha256=sha256_file(paths.judge),
+        judge_sha256=digest(paths.judge),
         judge_accuracy=float(judge_ckpt["extra"]["test_accuracy"]),
         model_params={m: c["extra"].get("config", {}) for m, c in ckpts.items()},
         gan_artifacts=paths.gan_artifacts)
