@@ -101,3 +101,12 @@ def test_every_output_path_is_passed_to_its_script():
             p = next(iter(p)) if isinstance(p, dict) else p
             parent = str(Path(p).parent)
             assert p in spec["cmd"] or parent in spec["cmd"], f"{stage}: {p} not in its cmd"
+
+
+def test_evaluate_writes_one_metrics_file_per_row_the_report_reads():
+    from genduel.evaluate.run import ROWS as EVAL_ROWS
+    from genduel.report.inputs import ROWS as REPORT_ROWS
+
+    declared = [next(iter(m)) for m in STAGES["evaluate"]["metrics"]]
+    assert declared == [f"metrics/eval_{row}.json" for row in REPORT_ROWS]
+    assert EVAL_ROWS == REPORT_ROWS

@@ -141,6 +141,8 @@ class EvalConfig:
                              help="Parzen kernel widths tried, pixels in [0, 1]")
     probe_train_images: int = _f(5000, min=1, help="train images the VAE latent probes learn from")
     probe_knn_k: int = _f(5, min=1, help="neighbours of the k-NN probe on VAE posterior means")
+    memorization_samples: int = _f(2000, min=2, help="samples (and test images) matched to "
+                                   "their nearest train image by the memorization check")
 
 
 @dataclass(frozen=True)

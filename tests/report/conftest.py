@@ -23,7 +23,9 @@ GAN_PARAMS = {"latent_dim": 64, "width": 24, "epochs": 4, "batch_size": 128, "lo
 def _evals(vae_fid: float, gan_fid: float, vae_is: float, gan_is: float) -> dict:
     return {"vae": {"fid": vae_fid, "fid_std": 0.5, "inception_score": vae_is},
             "gan": {"fid": gan_fid, "fid_std": 0.0, "inception_score": gan_is},
-            "real": {"fid": 1.0, "inception_score": 9.0}}
+            "real": {"fid": 1.0, "inception_score": 9.0},
+            "class_gaussians": {"fid": 100.0, "inception_score": 7.5},
+            "pixel_gaussian": {"fid": 200.0, "inception_score": 4.0}}
 
 
 def _with_params(vae: dict | None = VAE_PARAMS, gan: dict | None = GAN_PARAMS) -> dict:
@@ -68,12 +70,17 @@ def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
     if extras:
         diagnostics.write_table(_diag_rows("wgan_gp"), ev / "gan_diagnostics.csv")
         png(ev / "studies" / "interp_vae.png")
+        for name in ("vae", "gan"):
+            png(ev / f"memorization_{name}.png")
         (ev / "studies" / "index.json").write_text(json.dumps({"figures": [
             {"file": "interp_vae.png", "title": "VAE interpolation", "caption": "Rows join x_a"}]}))
     proto = {"draws": 3, "num_samples": 50, "sample_seeds": [4, 5, 6], "reference": "r",
              "pixels": "p", "features": "f", "judge_sha256": "abc", "is_splits": 10,
              "kid_subsets": 2, "kid_subset_size": 10, "pr_k": 3, "libraries": {"torch": "2"}}
     ev_json = _with_params() if extras else _evals(30, 20, 7, 5)
+    if extras:
+        for name, ratio in (("vae", 1.2), ("gan", 0.3)):
+            ev_json[name].update({"nn_ratio_pixels": ratio, "copy_share_pixels": 0.01})
     metrics.mkdir()
     for name, values in ev_json.items():  # numbers in metrics/, protocol and settings in eval/
         details = {"protocol": proto, **({"model_params": values.pop("model_params")}

@@ -8,7 +8,7 @@ import pytest
 
 from genduel.errors import DataError
 from genduel.evaluate.run import split_details
-from genduel.report.inputs import load_inputs
+from genduel.report.inputs import ROWS, load_inputs
 
 
 def test_study_index_entries_must_point_at_files(tmp_path, fake_run):
@@ -33,7 +33,7 @@ def test_load_inputs_merges_the_numbers_with_their_protocol_details(tmp_path):
     metrics, ev, data = tmp_path / "metrics", tmp_path / "eval", tmp_path / "data"
     for d in (metrics, ev, data):
         d.mkdir()
-    for m in ("vae", "gan", "real"):
+    for m in ROWS:
         (metrics / f"eval_{m}.json").write_text(json.dumps(numbers))
         (ev / f"details_{m}.json").write_text(json.dumps(details))
     for name in ("judge", "train_vae", "train_gan"):

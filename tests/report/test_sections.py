@@ -12,8 +12,12 @@ from genduel.report.sections import (
     diagnostics_rows,
     inference_blocks,
     inference_rows,
+    ladder_blocks,
+    ladder_rows,
+    ladder_summary,
     likelihood_blocks,
     likelihood_rows,
+    memorization_blocks,
     metric_rows,
     model_blocks,
     winners,
@@ -41,13 +45,14 @@ def test_metric_rows_show_direction_and_std_and_skip_likelihood_keys(evals):
     assert labels == ["FID", "Inception Score"]
     assert rows[0][1] == "↓ lower" and rows[1][1] == "↑ higher"
     assert rows[0][2] == "30 ± 0.5" and rows[0][3] == "20"
+    assert rows[0][4:] == ["1", "100", "200"]  # real data, then the two baseline rungs
 
 
 def test_gan_likelihood_is_stated_as_absent():
     ev = {"vae": {"elbo_nats": -2000.0, "bits_per_dim": 3.68, "iwae_k10_nats": -1990.0},
           "gan": {}, "real": {}}
     rows = likelihood_rows(ev, [10])
-    assert rows[0][2] == "-2000" and "no likelihood" in rows[0][3] and rows[0][4] == "-"
+    assert rows[0][2] == "-2000" and "no likelihood" in rows[0][3] and rows[0][4:] == ["-"] * 3
     assert rows[0][1] == "↑ higher" and rows[1][1] == "↓ lower"
     assert rows[2][0] == "IWAE k=10 (nats/image)" and rows[2][2] == "-1990"
     assert not any("Parzen" in r[0] for r in rows)  # no Parzen keys, no Parzen rows
@@ -58,22 +63,24 @@ def parzen_evals() -> dict:
                     "parzen_sigma": 0.13, "probe_linear_accuracy": 0.78,
                     "probe_knn_accuracy": 0.81, "recon_mse": 0.012, "recon_mae_levels": 14.5},
             "gan": {"parzen_ll_nats": 300.0, "parzen_ll_nats_sem": 5.0, "parzen_sigma": 0.16},
-            "real": {"parzen_ll_nats": 370.0, "parzen_ll_nats_sem": 3.0, "parzen_sigma": 0.16}}
+            "real": {"parzen_ll_nats": 370.0, "parzen_ll_nats_sem": 3.0, "parzen_sigma": 0.16},
+            "class_gaussians": {"parzen_ll_nats": 120.0, "parzen_ll_nats_sem": 6.0}}
 
 
 def test_parzen_rows_fill_all_three_columns_of_the_likelihood_table():
     ev = parzen_evals()
     rows = {r[0]: r for r in likelihood_rows(ev, [])}
     parzen = rows["Parzen window log-likelihood (nats/image, pixels in [0, 1])"]
-    assert parzen[1:] == ["↑ higher", "250 ± 4", "300 ± 5", "370 ± 3"]
-    assert rows["Parzen σ (chosen on validation images)"][2:] == ["0.13", "0.16", "0.16"]
+    assert parzen[1:] == ["↑ higher", "250 ± 4", "300 ± 5", "370 ± 3", "120 ± 6", "n/a"]
+    assert rows["Parzen σ (chosen on validation images)"][2:5] == ["0.13", "0.16", "0.16"]
     assert "Parzen" not in " ".join(r[0] for r in metric_rows(ev))  # not a sample metric
     assert "Parzen" not in winners(ev)
 
 
 def test_likelihood_section_has_a_real_column_and_states_the_parzen_weaknesses():
     md = to_markdown(likelihood_blocks(inputs(parzen_evals())))
-    assert "| Quantity (test set) | Better | VAE | GAN | Real data (test vs train) |" in md
+    assert ("| Quantity (test set) | Better | VAE | GAN | Real data (test vs train) | Per-class "
+            "pixel Gaussians | One pixel Gaussian |") in md
     caveat = md.split("Parzen window, read with care.")[1]
     for words in ("biased", "high variance", "pixel", "σ", "Theis et al. 2016",
                   "Goodfellow et al. (2014)", "not comparable"):
@@ -148,3 +155,32 @@ def test_diagnostics_section_labels_critic_scores_for_wgan(with_params, diag_row
     assert "| Epoch | D(x) | D(G(z)) | D accuracy |" in bce and "Reading the flags" in bce
     assert "Epoch 1: discriminator saturated (accuracy >= 0.95)." in bce
     assert diagnostics_blocks(inputs(ev), {}) == []
+
+
+def test_ladder_marks_each_model_against_each_rung_in_the_metrics_direction(evals):
+    ev = evals(vae_fid=30, gan_fid=150, vae_is=7, gan_is=5)  # rungs: FID 1/100/200, IS 9/7.5/4
+    rows = {r[0]: r[2:] for r in ladder_rows(ev)}
+    #        VAE vs real, class G., pixel G.; GAN vs real, class G., pixel G.
+    assert rows["FID"] == ["✗", "✓", "✓", "✗", "✗", "✓"]
+    assert rows["Inception Score"] == ["✗", "✗", "✓", "✗", "✗", "✓"]
+    assert "KID" not in rows  # no row has it
+    text = ladder_summary(ev, "gan")
+    assert text == ("The GAN beats the per-class pixel gaussians on 0 of 2; the one pixel "
+                    "gaussian on 2 of 2: FID, Inception Score.")
+    md = to_markdown(ladder_blocks(inputs(ev)))
+    assert "## Against the baseline ladder" in md and "| GAN vs Pixel G. |" in md
+
+
+def test_ladder_counts_ties_and_skips_missing_values():
+    ev = {"vae": {"fid": 100.0}, "gan": {}, "real": {}, "class_gaussians": {"fid": 100.0},
+          "pixel_gaussian": {}}
+    assert ladder_rows(ev) == [["FID", "↓ lower", DASH, "=", DASH, DASH, DASH, DASH]]
+
+
+def test_memorization_section_lists_rows_with_the_keys_and_is_absent_without_them(evals):
+    ev = evals(30, 20, 7, 5)
+    assert memorization_blocks(inputs(ev), {}) == []
+    ev["gan"].update({"nn_ratio_pixels": 0.3, "copy_share_pixels": 0.9})
+    md = to_markdown(memorization_blocks(inputs(ev), {"memorization_gan": "figures/m.png"}))
+    assert "| GAN | 0.3 | 0.9 |" in md and "VAE |" not in md
+    assert "![gan nearest training images](figures/m.png)" in md

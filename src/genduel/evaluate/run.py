@@ -31,6 +31,7 @@ from genduel.evaluate.gan_diagnostics import diagnostics_series, gan_epoch_diagn
 from genduel.evaluate.inception import inception_rows
 from genduel.evaluate.inference import inference_metrics, save_reconstructions
 from genduel.evaluate.likelihood import likelihood_bounds, parzen_rows
+from genduel.evaluate.memorization import memorization_rows
 from genduel.evaluate.samples import (
     FeatureSet,
     SamplerResult,
@@ -42,6 +43,7 @@ from genduel.evaluate.samples import (
 )
 from genduel.evaluate.study_figures import write_studies
 from genduel.io import digest, numeric, write_json
+from genduel.models.baselines import PixelGaussian
 from genduel.models.gan import build_generator
 from genduel.models.judge import build_judge
 from genduel.models.vae import build_vae
@@ -50,6 +52,14 @@ from genduel.runtime import resolve_device, seed_everything
 from genduel.tracking.mlflow_store import log_to_run, stage_run
 
 log = logging.getLogger(__name__)
+
+#: The baseline ladder above real data, stronger rung first: rows that learn nothing but pixel
+#: statistics of the training images (:class:`~genduel.models.baselines.PixelGaussian`), scored
+#: like the models. With ``real`` (test images, the floor no model can go below) they give every
+#: number a scale.
+BASELINES = {"class_gaussians": True, "pixel_gaussian": False}  # row -> per_class
+#: Every row of the evaluate stage, as ``metrics/eval_<row>.json``.
+ROWS = ("vae", "gan", "real", *BASELINES)
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,7 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
 
 def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
                  out_dir: Path) -> dict[str, dict[str, Any]]:
-    """All metrics for ``vae``, ``gan`` and ``real``, each with a ``protocol`` block.
+    """All metrics for every row of :data:`ROWS`, each with a ``protocol`` block.
 
     Writes feature matrices (``features_*.npz``), sample/reconstruction grids, the latent-space
     studies (``studies/``, see :mod:`genduel.evaluate.study_figures`) and the GAN's per-epoch
@@ -151,6 +161,11 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     runs, results = _sample_rows(cfg, {"vae": vae, "gan": gen}, inputs, judge=judge,
                                  reference=reference, test_fs=test_fs, device=device,
                                  out_dir=out_dir)
+    for name, values in memorization_rows(
+            {name: run.first_draw for name, run in runs.items()}, inputs.train, inputs.test,
+            judge=judge, n=cfg.memorization_samples, seed=cfg.seed, batch_size=cfg.batch_size,
+            device=device, out_dir=out_dir).items():
+        results[name].update(values)
     results["vae"].update(likelihood_bounds(vae, inputs.test, cfg, device))
     results["vae"].update(inference_metrics(vae, inputs.train, inputs.test, cfg, device))
     save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
@@ -184,13 +199,17 @@ def _sample_rows(cfg: EvalConfig, models: dict[str, Any], inputs: EvalInputs, *,
                  judge: torch.nn.Module, reference: FeatureSet, test_fs: FeatureSet,
                  device: torch.device, out_dir: Path
                  ) -> tuple[dict[str, SamplerResult], dict[str, dict[str, Any]]]:
-    """Each model's sample draws, the real row, and the label accuracy of conditional models
+    """Each model's and baseline's sample draws, the real row, and the label accuracy of
+    conditional models
     (and of the judge on the test set, for comparison, when any model is conditional)."""
     k = inputs.train.num_classes
+    samplers = {**models, **{name: PixelGaussian(inputs.train.images, inputs.train.labels,
+                                                 per_class=per_class).to(device)
+                             for name, per_class in BASELINES.items()}}
     runs = {name: evaluate_sampler(cfg, name, lambda n, g, m=model: m.sample(n, generator=g),
                                    (model,), judge=judge, reference=reference, num_classes=k,
                                    device=device, out_dir=out_dir)
-            for name, model in models.items()}
+            for name, model in samplers.items()}
     results: dict[str, dict[str, Any]] = {name: run.metrics for name, run in runs.items()}
     results["real"] = evaluate_real(cfg, test=test_fs, reference=reference, num_classes=k,
                                     out_dir=out_dir)
@@ -226,6 +245,15 @@ def _protocol(cfg: EvalConfig, inputs: EvalInputs, reference: FeatureSet, n_test
                    f"(seed {cfg.seed}) for the real row; sigma by mean LL on {n_val} val images; "
                    f"mean LL on {n_parzen_test} test images (seed {cfg.seed})"),
         "parzen_sigmas": [float(s) for s in cfg.parzen_sigmas],
+        "baselines": ("pixel_gaussian: one Gaussian over all pixels (mean and full covariance "
+                      "of the train images); class_gaussians: one per class, classes drawn at "
+                      "their train frequencies; sampled like a model and rounded to 8 bits"),
+        "memorization": (f"nearest neighbour among all {len(inputs.train)} train images of the "
+                         f"first {cfg.memorization_samples} samples of draw 0 and of as many "
+                         f"test images (seed {cfg.seed}), Euclidean in pixels in [0, 1] and in "
+                         "judge features; nn_ratio = median sample NN distance / median test "
+                         "NN distance; copy_share = share of samples nearer than the 1 % "
+                         "quantile of the test distances"),
         "probe": (f"VAE posterior means mu(x): logistic regression (standardized) and "
                   f"{cfg.probe_knn_k}-NN fit on the first {n_probe} train images, accuracy on "
                   f"the true labels of all {n_test} test images"),

@@ -8,6 +8,8 @@ The report reads ``higher_is_better`` from here and never guesses which way is g
 * ``likelihood``: (bounds on, or estimates of) the log-likelihood of test images;
 * ``inference``: what only a model with an encoder q(z | x) can report (latent probes,
   reconstruction errors);
+* ``memorization``: nearest-training-image distances of samples against those of test images
+  (:mod:`genduel.metrics.memorization`);
 * ``protocol``: a property of the evaluation itself (the judge), not of a model.
 
 Key conventions (every producer of metrics files follows them):
@@ -27,10 +29,11 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
-MetricKind = Literal["sample", "likelihood", "inference", "protocol"]
+MetricKind = Literal["sample", "likelihood", "inference", "memorization", "protocol"]
 SAMPLE: MetricKind = "sample"
 LIKELIHOOD: MetricKind = "likelihood"
 INFERENCE: MetricKind = "inference"
+MEMORIZATION: MetricKind = "memorization"
 PROTOCOL: MetricKind = "protocol"
 
 
@@ -104,6 +107,17 @@ _ROWS = (
                "8-bit levels per pixel",
                "mean over test images and pixels of |decoder mean at z = mu(x) - x|, in grey "
                "levels 0..255"),
+    MetricInfo("nn_ratio_pixels", "NN ratio, pixels", True, MEMORIZATION, "",
+               "median Euclidean pixel distance of samples to their nearest train image / the "
+               "same for test images; ~1 novel, > 1 off the data, << 1 copies (higher: less "
+               "copying)"),
+    MetricInfo("copy_share_pixels", "Near-copy share, pixels", False, MEMORIZATION, "",
+               "share of samples nearer (pixels) to a train image than the 1 % quantile of the "
+               "test images' NN distances; ~0.01 novel, 1 copies"),
+    MetricInfo("nn_ratio_features", "NN ratio, judge features", True, MEMORIZATION, "",
+               "nn_ratio_pixels on judge features"),
+    MetricInfo("copy_share_features", "Near-copy share, judge features", False, MEMORIZATION,
+               "", "copy_share_pixels on judge features"),
     MetricInfo("judge_accuracy", "Judge accuracy", True, PROTOCOL, "",
                "test accuracy of the judge classifier whose features all sample metrics use"),
 )

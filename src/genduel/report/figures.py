@@ -25,14 +25,19 @@ def draw_all(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir
 
     Returns:
         figure name -> path relative to the report directory: ``real``, ``vae``, ``gan``,
-        ``recon``, ``vae_curves``, ``gan_curves``, ``class_histograms``, ``gan_diagnostics`` (when
+        ``recon``, ``memorization_<row>`` (where evaluate drew it), ``vae_curves``,
+        ``gan_curves``, ``class_histograms``, ``gan_diagnostics`` (when
         ``inp`` has diagnostics) and ``studies/<file>`` per study.
     """
     fig_dir.mkdir(parents=True, exist_ok=True)
     copies = {"real": data_dir / "real_grid.png", "vae": eval_dir / "samples_vae.png",
               "gan": eval_dir / "samples_gan.png", "recon": eval_dir / "reconstructions_vae.png"}
     out = {}
+    for name in ("vae", "gan", "class_gaussians", "pixel_gaussian"):
+        copies[f"memorization_{name}"] = eval_dir / f"memorization_{name}.png"
     for name, src in copies.items():
+        if name.startswith("memorization_") and not src.is_file():
+            continue  # evaluated before the memorization check existed
         atomic_write(fig_dir / f"{name}.png", src.read_bytes())
         out[name] = f"figures/{name}.png"
     plot_vae_curves(artifacts_dir / "train_vae" / "history.csv",

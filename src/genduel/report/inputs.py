@@ -17,16 +17,21 @@ from typing import Any
 from genduel.errors import DataError
 from genduel.evaluate import gan_diagnostics as diag
 
-#: The report's columns, in order: the two models, then real data scored the same way.
+#: The two models, then real data scored the same way (the floor of the baseline ladder).
 MODELS = ("vae", "gan", "real")
-COLUMNS = {"vae": "VAE", "gan": "GAN", "real": "Real data (test vs train)"}
+#: The rungs above the floor: samplers that learn only pixel statistics (evaluate's BASELINES).
+BASELINES = ("class_gaussians", "pixel_gaussian")
+#: Every row the evaluate stage writes, in the report's column order.
+ROWS = (*MODELS, *BASELINES)
+COLUMNS = {"vae": "VAE", "gan": "GAN", "real": "Real data (test vs train)",
+           "class_gaussians": "Per-class pixel Gaussians", "pixel_gaussian": "One pixel Gaussian"}
 
 
 @dataclass(frozen=True)
 class ReportInputs:
     """Everything the report shows, already parsed; built by :func:`load_inputs`."""
 
-    evals: dict[str, dict[str, Any]]  # model -> metrics/eval_<model>.json + its details
+    evals: dict[str, dict[str, Any]]  # row -> metrics/eval_<row>.json + its details (ROWS)
     judge: dict[str, Any]  # metrics/judge.json
     training: dict[str, dict[str, Any]]  # "vae"/"gan" -> metrics/train_<model>.json
     manifest: dict[str, Any]  # data/prepared/manifest.json
@@ -95,7 +100,7 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | 
     inputs = ReportInputs(
         evals={m: {**_read_json(metrics_dir / f"eval_{m}.json"),
                    **(_read_json(eval_dir / f"details_{m}.json") if eval_dir else {})}
-               for m in MODELS},
+               for m in ROWS},
         judge=_read_json(metrics_dir / "judge.json"),
         training={m: _read_json(metrics_dir / f"train_{m}.json") for m in ("vae", "gan")},
         manifest=_read_json(data_dir / "manifest.json"),

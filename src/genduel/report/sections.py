@@ -16,9 +16,9 @@ from typing import Any
 
 from genduel import config
 from genduel.evaluate import gan_diagnostics as diag
-from genduel.metrics.table import INFERENCE, METRICS, SAMPLE, keys_of_kind
+from genduel.metrics.table import INFERENCE, MEMORIZATION, METRICS, SAMPLE, keys_of_kind
 from genduel.report.document import Block, Figure, Heading, Para, Table, fmt
-from genduel.report.inputs import COLUMNS, MODELS, ReportInputs
+from genduel.report.inputs import BASELINES, COLUMNS, ROWS, ReportInputs
 from genduel.report.variants import DASH, settings_rows
 
 Figures = Mapping[str, str]  # figure name -> path relative to the report
@@ -111,34 +111,134 @@ def model_blocks(inp: ReportInputs) -> list[Block]:
 
 
 def metric_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """One row per sample metric present in the files: label, direction, VAE, GAN, real."""
+    """One row per sample metric present in the files: label, direction, then every row of
+    :data:`ROWS` (models, real data, baselines)."""
     rows = []
     for key in keys_of_kind(SAMPLE):
-        if not any(key in evals[m] for m in MODELS):
+        if not any(key in evals.get(m, {}) for m in ROWS):
             continue
-        cells = [fmt(evals[m].get(key), evals[m].get(f"{key}_std")) for m in MODELS]
+        cells = [fmt(evals.get(m, {}).get(key), evals.get(m, {}).get(f"{key}_std"))
+                 for m in ROWS]
         rows.append([METRICS[key].label, _arrow(key), *cells])
     return rows
 
 
 def sample_metric_blocks(inp: ReportInputs) -> list[Block]:
-    """The sample-quality table (judge features), models and real data side by side."""
+    """The sample-quality table (judge features), models, real data and baselines side by side."""
     return [
         Heading("Sample quality and diversity (judge features)"),
-        Table(["Metric", "Better", *(COLUMNS[m] for m in MODELS)], metric_rows(inp.evals)),
+        Table(["Metric", "Better", *(COLUMNS[m] for m in ROWS)], metric_rows(inp.evals)),
         Para("FID and KID here use the features of the pipeline's own judge classifier, not "
              "Inception-v3: compare them across GenDuel runs with the same judge checksum, not "
-             "with numbers published for Inception features."),
+             "with numbers published for Inception features. The two baseline columns learn "
+             "nothing but the mean and covariance of the training pixels (of each class, or of "
+             "all images); a model that loses to them on a metric has not learned, by that "
+             "metric, more than pixel statistics."),
     ]
 
 
+#: Metrics the ladder compares: every sample metric but the conditional-only label accuracy,
+#: and the Parzen estimate (the one likelihood every row has).
+LADDER_KEYS = (*(k for k in keys_of_kind(SAMPLE) if k != "label_accuracy"), "parzen_ll_nats")
+
+
+def beats(model: dict[str, Any], rung: dict[str, Any], key: str) -> str | None:
+    """"✓" when ``model`` is strictly better than ``rung`` on ``key``, "✗" when worse, "=" when
+    equal, None when either lacks the key."""
+    a, b = model.get(key), rung.get(key)
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return None
+    if a == b:
+        return "="
+    return "✓" if (a > b) == METRICS[key].higher_is_better else "✗"
+
+
+def ladder_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Metric, direction, then for VAE and GAN whether each beats real data, the per-class
+    Gaussians and the one pixel Gaussian."""
+    rungs = ("real", *BASELINES)
+    rows = []
+    for key in LADDER_KEYS:
+        cells = [beats(evals.get(m, {}), evals.get(r, {}), key)
+                 for m in ("vae", "gan") for r in rungs]
+        if all(c is None for c in cells):
+            continue
+        rows.append([METRICS[key].label, _arrow(key), *(c or DASH for c in cells)])
+    return rows
+
+
+def ladder_summary(evals: dict[str, dict[str, Any]], model: str) -> str:
+    """"<Model> beats the per-class pixel Gaussians on n of m metrics (...)" for both rungs."""
+    parts = []
+    for rung in BASELINES:
+        won = [METRICS[k].label for k in LADDER_KEYS
+               if beats(evals.get(model, {}), evals.get(rung, {}), k) == "✓"]
+        total = sum(beats(evals.get(model, {}), evals.get(rung, {}), k) is not None
+                    for k in LADDER_KEYS)
+        which = ": " + ", ".join(won) if won else ""
+        parts.append(f"the {COLUMNS[rung].lower()} on {len(won)} of {total}{which}")
+    return f"The {model.upper()} beats " + "; ".join(parts) + "."
+
+
+def ladder_blocks(inp: ReportInputs) -> list[Block]:
+    """The baseline ladder: for each model and metric, which rungs it beats."""
+    rungs = ("Real data", "Per-class G.", "Pixel G.")
+    header = ["Metric", "Better", *(f"{m} vs {r}" for m in ("VAE", "GAN") for r in rungs)]
+    return [
+        Heading("Against the baseline ladder"),
+        Para("Every number needs a scale. ✓: the model is better than that row on the metric, "
+             "✗: worse. *Real data* (held-out test images) is the floor a perfect model reaches "
+             "at this sample size; the *per-class pixel Gaussians* (mean and full covariance "
+             "of each class's training pixels) and *one pixel Gaussian* learn nothing else."),
+        Table(header, ladder_rows(inp.evals)),
+        Para(" ".join(ladder_summary(inp.evals, m) for m in ("vae", "gan"))),
+    ]
+
+
+def memorization_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Row name, then the memorization keys (pixels, judge features) of every sampler."""
+    keys = keys_of_kind(MEMORIZATION)
+    return [[COLUMNS[m], *(fmt(evals[m].get(k)) for k in keys)]
+            for m in ("vae", "gan", *BASELINES) if any(k in evals.get(m, {}) for k in keys)]
+
+
+def memorization_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
+    """The memorization check: NN-distance ratios and near-copy shares, and the figures of
+    samples beside their nearest training images; [] when the eval files have none."""
+    rows = memorization_rows(inp.evals)
+    if not rows:
+        return []
+    header = ["Samples", *(f"{METRICS[k].label} ({_arrow(k)})" for k in
+                           keys_of_kind(MEMORIZATION))]
+    blocks: list[Block] = [
+        Heading("Memorization check"),
+        Para("Is a model copying its training set? Each sample is matched to its nearest "
+             "training image, and so is each of as many held-out test images, which show how "
+             "close new data from the same distribution lies to the training set. *NN ratio* = "
+             "median sample distance / median test distance: about 1 for samples as novel as "
+             "new data, above 1 for samples off the data (blurry or broken), far below 1 for "
+             "copies. *Near-copy share*: samples closer to a training image than 99 % of test "
+             "images are; about 0.01 when nothing is copied, 1 for a model that returns training "
+             "images."),
+        Table(header, rows),
+    ]
+    pairs = [(m, figs[f"memorization_{m}"]) for m in ("vae", "gan")
+             if f"memorization_{m}" in figs]
+    if pairs:
+        blocks.append(Table([f"{m.upper()}: samples (odd rows) above their nearest training "
+                             "images (even rows)" for m, _ in pairs],
+                            [[f"![{m} nearest training images]({path})" for m, path in pairs]]))
+    return blocks
+
+
 def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list[list[str]]:
-    """Label, direction, VAE, GAN, real: the VAE's test-set bounds on log p(x) (the GAN defines
-    no likelihood, real data has no model), then the Parzen-window estimate of every column."""
+    """Label, direction, then every row of :data:`ROWS`: the VAE's test-set bounds on log p(x)
+    (the GAN defines no likelihood, real data and the baselines are not scored by them), then
+    the Parzen-window estimate of every column."""
     vae, none = evals["vae"], "no likelihood (implicit model)"
 
     def vae_only(label: str, direction: str, key: str, gan: str = none) -> list[str]:
-        return [label, direction, fmt(vae.get(key)), gan, "-"]
+        return [label, direction, fmt(vae.get(key)), gan, "-", *["-"] * len(BASELINES)]
 
     rows = [vae_only("ELBO (nats/image)", _arrow("elbo_nats"), "elbo_nats"),
             vae_only("ELBO (bits/dim)", _arrow("bits_per_dim"), "bits_per_dim")]
@@ -147,19 +247,19 @@ def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list
     rows.append(vae_only("Reconstruction E_q log p(x ∣ z) (nats)", "↑ higher",
                          "recon_log_px_z_nats", "no encoder"))
     rows.append(vae_only("KL(q(z ∣ x) ‖ p(z)) (nats)", "(trade-off)", "kl_nats", "-"))
-    if any("parzen_ll_nats" in evals[m] for m in MODELS):
+    cols = [evals.get(m, {}) for m in ROWS]
+    if any("parzen_ll_nats" in c for c in cols):
         rows.append(["Parzen window log-likelihood (nats/image, pixels in [0, 1])",
                      _arrow("parzen_ll_nats"),
-                     *(fmt(evals[m].get("parzen_ll_nats"), evals[m].get("parzen_ll_nats_sem"))
-                       for m in MODELS)])
+                     *(fmt(c.get("parzen_ll_nats"), c.get("parzen_ll_nats_sem")) for c in cols)])
         rows.append(["Parzen σ (chosen on validation images)", "(selected)",
-                     *(fmt(evals[m].get("parzen_sigma")) for m in MODELS)])
+                     *(fmt(c.get("parzen_sigma")) for c in cols)])
     return rows
 
 
 def likelihood_blocks(inp: ReportInputs) -> list[Block]:
     """The likelihood section: bounds and Parzen rows, then what they mean and do not mean."""
-    header = ["Quantity (test set)", "Better", *(COLUMNS[m] for m in MODELS)]
+    header = ["Quantity (test set)", "Better", *(COLUMNS[m] for m in ROWS)]
     return [
         Heading("Likelihood"),
         Table(header, likelihood_rows(inp.evals, inp.protocol.get("iwae_k", []))),
@@ -309,6 +409,8 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
          f"{proto['pr_k']}"],
         ["Parzen window", proto.get("parzen", "n/a")],
         ["Parzen σ grid", ", ".join(map(str, proto.get("parzen_sigmas", [])))],
+        ["Baselines", proto.get("baselines", "n/a")],
+        ["Memorization check", proto.get("memorization", "n/a")],
         ["Latent probes", proto.get("probe", "n/a")],
         ["Reconstructions", proto.get("reconstruction", "n/a")],
         ["Libraries", libs],
