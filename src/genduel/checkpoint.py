@@ -6,6 +6,9 @@ A checkpoint is a dict of plain tensors and Python scalars (loadable with
     {"kind": "vae" | "gan" | "judge",
      "model_config": {...},          # everything the model's constructor needs
      "state_dicts": {"vae": ...} or {"generator": ..., "discriminator": ...},
+                                     # "generator" is the net to sample from: the EMA of G's
+                                     # weights when gan.ema_decay > 0 ("generator_raw" then
+                                     # holds the raw weights the optimizer state belongs to)
      "optimizers": {"vae": ...},     # optimizer state dicts, same keys
      "step": int, "epoch": int,
      "rng": genduel.runtime.rng_state(),

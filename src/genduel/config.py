@@ -24,7 +24,7 @@ from genduel.errors import ConfigError
 T = TypeVar("T")
 
 #: The GAN objectives ``gan.loss`` may name; the first two train D with binary cross-entropy.
-GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp")
+GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp", "hinge")
 BCE_LOSSES = GAN_LOSSES[:2]
 
 
@@ -96,7 +96,13 @@ class GANConfig:
     """DCGAN-style generator and discriminator trained with Algorithm 1 of Goodfellow et al."""
 
     latent_dim: int = _f(64, min=1)
-    width: int = _f(24, min=4, help="channels of the first conv block; doubled per block")
+    width: int = _f(24, min=4, help="generator channels of the first conv block; doubled per "
+                    "block")
+    d_width: int = _f(0, min=0, help="discriminator channels of its first conv block; 0 = width")
+    spectral_norm: bool = _f(False, help="spectral normalization of every D layer (Miyato et "
+                             "al. 2018); D then has no BatchNorm")
+    ema_decay: float = _f(0.0, min=0.0, max=0.9999, help="exponential moving average of G's "
+                          "weights, sampled and evaluated when > 0; 0 = off")
     epochs: int = _f(4, min=1)
     batch_size: int = _f(128, min=1)
     loss: str = _f("non_saturating", choices=GAN_LOSSES)

@@ -118,7 +118,7 @@ def test_epoch_table_without_samples_has_empty_coverage_and_rejects_bad_input():
     assert math.isnan(table[0]["classes_covered"]) and table[0]["class_counts"] == ""
     assert math.isnan(table[0]["g_loss_std"]) and table[0]["flags"] == ""  # no std: no flag
     with pytest.raises(ValueError, match="loss must be one of"):
-        epoch_table([row()], [], K, "hinge")
+        epoch_table([row()], [], K, "least_squares")
     with pytest.raises(ValueError, match="1 logit arrays for 2 epochs"):
         epoch_table([row(1), row(2)], [balanced()], K, "minimax")
 

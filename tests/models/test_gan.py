@@ -100,3 +100,31 @@ def test_shapes_and_ranges(shape):
     assert G.latent_dim == TINY.latent_dim
     assert G.model_config() == D.model_config()
     assert isinstance(build_discriminator(D.model_config()), Discriminator)
+
+
+def test_hinge_losses_have_their_margins():
+    from genduel.models.gan import hinge_d_loss
+
+    zero = torch.zeros(8)
+    assert hinge_d_loss(zero, zero).item() == pytest.approx(2.0)  # undecided D
+    assert hinge_d_loss(torch.full((8,), 1.5), torch.full((8,), -3.0)).item() == 0.0  # margin
+    real, fake = torch.tensor([0.5, 2.0]), torch.tensor([-0.5, 1.0])
+    assert hinge_d_loss(real, fake).item() == pytest.approx((0.5 + 0) / 2 + (0.5 + 2.0) / 2)
+    assert g_loss(torch.tensor([1.0, 3.0]), "hinge").item() == pytest.approx(-2.0)
+
+
+def test_spectral_norm_bounds_each_discriminator_layer_and_d_width_sets_its_channels():
+    cfg = GANConfig(width=8, d_width=12, spectral_norm=True)
+    D = Discriminator(cfg, (1, 28, 28))
+    D.train()
+    for _ in range(30):  # each training-mode forward runs one power iteration
+        D(torch.rand(4, 1, 28, 28) * 2 - 1)
+    convs = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert convs[0].out_channels == 12 and convs[1].out_channels == 24
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+    for layer in convs:
+        w = layer.weight.detach().flatten(1)  # the normalized weight W / sigma(W)
+        assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=0.02)
+    rebuilt = build_discriminator(D.model_config())
+    assert rebuilt.d_width == 12 and rebuilt.spectral_norm
+    rebuilt.load_state_dict(D.state_dict())

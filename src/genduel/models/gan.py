@@ -34,8 +34,6 @@ from genduel.config import GAN_LOSSES, GANConfig
 from genduel.errors import ConfigError
 from genduel.models.nets import ConvDecoder, ConvEncoder, check_image_shape
 
-#: Generator objectives accepted by :func:`g_loss` (the values of ``gan.loss``).
-
 
 def _cond_dim(cfg: GANConfig, num_classes: int) -> int:
     if cfg.conditional and num_classes < 2:
@@ -53,6 +51,8 @@ class _GANNet(nn.Module):
         self.image_shape = check_image_shape(image_shape)
         self.latent_dim = int(cfg.latent_dim)
         self.width = int(cfg.width)
+        self.d_width = int(cfg.d_width) or self.width
+        self.spectral_norm = bool(cfg.spectral_norm)
         self.loss = cfg.loss
         self.num_classes = int(num_classes)
         self.cond_dim = _cond_dim(cfg, num_classes)
@@ -64,7 +64,8 @@ class _GANNet(nn.Module):
     def model_config(self) -> dict[str, Any]:
         """Everything :func:`build_generator` / :func:`build_discriminator` need (one dict for
         both nets, plain types, for checkpoints)."""
-        return {"latent_dim": self.latent_dim, "width": self.width,
+        return {"latent_dim": self.latent_dim, "width": self.width, "d_width": self.d_width,
+                "spectral_norm": self.spectral_norm,
                 "image_shape": list(self.image_shape), "loss": self.loss,
                 "conditional": self.conditional, "num_classes": self.num_classes}
 
@@ -120,15 +121,19 @@ class Generator(_GANNet):
 class Discriminator(_GANNet):
     """D: x (B, C, H, W) in [-1, 1] -> logit l(x) (B,), with D(x) = sigmoid(l(x)) = P(x is real).
 
-    A :class:`ConvEncoder` with one output (LeakyReLU 0.2, BatchNorm on the second conv). For
-    ``gan.loss: wgan_gp`` the output is a critic score f(x) and the net has no BatchNorm.
+    A :class:`ConvEncoder` of ``gan.d_width`` channels with one output (LeakyReLU 0.2,
+    BatchNorm on the second conv). For ``gan.loss: wgan_gp`` the output is a critic score f(x)
+    and the net has no BatchNorm; with ``gan.spectral_norm`` every layer is spectrally
+    normalized instead of batch-normalized. For ``gan.loss: hinge`` the output is a raw score
+    read like a logit (real above 0).
     """
 
     def __init__(self, cfg: GANConfig, image_shape: tuple[int, int, int],
                  num_classes: int = 0) -> None:
         super().__init__(cfg, image_shape, num_classes)
-        self.net = ConvEncoder(self.image_shape, self.width, 1, norm=cfg.loss != "wgan_gp",
-                               cond_dim=self.cond_dim)
+        norm = cfg.loss != "wgan_gp" and not cfg.spectral_norm
+        self.net = ConvEncoder(self.image_shape, self.d_width, 1, norm=norm,
+                               cond_dim=self.cond_dim, spectral_norm=self.spectral_norm)
         self.to(memory_format=torch.channels_last)  # ~1.2x per train step on the CPU
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -140,6 +145,8 @@ def _cfg(model_config: dict[str, Any]) -> tuple[GANConfig, tuple[int, int, int],
     try:
         cfg = GANConfig(latent_dim=int(model_config["latent_dim"]),
                         width=int(model_config["width"]),
+                        d_width=int(model_config.get("d_width", 0)),
+                        spectral_norm=bool(model_config.get("spectral_norm", False)),
                         loss=str(model_config.get("loss", "non_saturating")),
                         conditional=bool(model_config.get("conditional", False)))
         shape = tuple(int(v) for v in model_config["image_shape"])
@@ -218,6 +225,16 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+def hinge_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The hinge loss of D (Lim & Ye 2017; Miyato et al. 2018, eq. 16), scalar:
+    ``mean relu(1 - l(x)) + mean relu(1 + l(G(z)))``.
+
+    Zero once every real score is >= 1 and every fake score <= -1, so D stops pushing on
+    samples it already separates by the margin. At l = 0 everywhere it equals 2.
+    """
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
 def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
     """Generator loss on l = l(G(z)), (B,) -> scalar (mean over the batch, nats).
 
@@ -228,6 +245,7 @@ def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
       but d/dl = -(1 - D(G(z))) -> -1 as D(G(z)) -> 0, so G gets strong gradients when it is bad.
     * ``"wgan_gp"``: minimise -mean f(G(z)) on critic scores f (the generator's side of the
       Wasserstein objective; its gradient d/df = -1/B never saturates).
+    * ``"hinge"``: minimise -mean l(G(z)), the generator of the hinge game (Miyato et al. 2018).
 
     Raises:
         ConfigError: for an unknown ``kind``.
@@ -236,6 +254,6 @@ def g_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
         return -F.softplus(fake_logits).mean()
     if kind == "non_saturating":
         return F.softplus(-fake_logits).mean()
-    if kind == "wgan_gp":
+    if kind in ("wgan_gp", "hinge"):
         return -fake_logits.mean()
     raise ConfigError(f"gan.loss = {kind!r} is not allowed; choose one of {list(GAN_LOSSES)}")

@@ -64,10 +64,14 @@ class ConvEncoder(nn.Module):
         negative_slope: LeakyReLU slope (0 gives ReLU).
         cond_dim: size of the class code, stacked on the input as constant planes;
             0 = unconditional.
+        spectral_norm: wrap every conv and linear layer in spectral normalization (Miyato et
+            al. 2018), which bounds each layer's Lipschitz constant by 1; use with ``norm``
+            off.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], width: int, out_dim: int,
-                 norm: bool = True, negative_slope: float = 0.2, cond_dim: int = 0) -> None:
+                 norm: bool = True, negative_slope: float = 0.2, cond_dim: int = 0,
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         c, h, w = check_image_shape(image_shape)
         self.body = nn.Sequential(
@@ -80,6 +84,9 @@ class ConvEncoder(nn.Module):
         )
         self.cond_dim = cond_dim
         self.head = nn.Linear(2 * width * (h // 4) * (w // 4), out_dim)
+        if spectral_norm:
+            for module in (self.body[0], self.body[2], self.head):
+                nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, H, W), y labels (B,) or class code (B, cond_dim) (conditional only) ->

@@ -18,6 +18,7 @@ GAN_OBJECTIVES = {
     "minimax": "minimax: D maximizes log D(x) + log(1 − D(G(z))), G minimizes the same",
     "non_saturating": "non-saturating: G maximizes log D(G(z)) (Goodfellow et al. 2014, sec. 3)",
     "wgan_gp": "WGAN-GP: critic f, Wasserstein loss with gradient penalty (Gulrajani et al. 2017)",
+    "hinge": "hinge: D minimizes relu(1 − l(x)) + relu(1 + l(G(z))), G maximizes l(G(z))",
 }
 if set(GAN_OBJECTIVES) != set(config.GAN_LOSSES):
     raise ImportError(f"GAN_OBJECTIVES describes the losses {sorted(GAN_OBJECTIVES)} but "
@@ -74,6 +75,12 @@ SETTINGS: list[tuple[str, Cell, Cell]] = [
     ("D (critic) steps per G step", _none, _key("d_steps")),
     ("Latent dimension", _key("latent_dim"), _key("latent_dim")),
     ("Width (channels of the first conv block)", _key("width"), _key("width")),
+    ("Discriminator width", _none, lambda g: _setting(g, "d_width") if g.get("d_width")
+     else _setting(g, "width")),
+    ("Spectral normalization in D", _none, _key("spectral_norm")),
+    ("EMA of G's weights (decay; sampled when on)", _none,
+     lambda g: _setting(g, "ema_decay") if g.get("ema_decay") else
+     ("off" if "ema_decay" in g else DASH)),
     ("Generator initialized from the VAE decoder", _none, _key("init_from_vae")),
     ("Optimizer", lambda v: VAE_OPTIMIZER, _gan_optimizer),
     ("Learning rate", _key("lr"),

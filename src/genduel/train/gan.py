@@ -40,10 +40,12 @@ from genduel.models.gan import (
     d_loss,
     g_loss,
     gradient_penalty,
+    hinge_d_loss,
 )
 from genduel.runtime import autocast, eval_mode, make_generator
 from genduel.tracking.base import CsvLog, Tracker
 from genduel.train import loop
+from genduel.train.ema import EMA
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,8 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
               amp_ctx: contextlib.AbstractContextManager, step: int) -> torch.Tensor:
     """One D (critic) update; returns [loss, sum D(x), sum D(G(z)), correct, penalty] (5,).
 
-    For BCE losses D(.) is sigmoid(logit) and "correct" thresholds it at 1/2. For WGAN-GP the
+    For BCE and hinge losses D(.) is sigmoid(score) and "correct" thresholds it at 1/2 (the
+    hinge decision boundary, score 0, is the same point). For WGAN-GP the
     sums are of raw critic scores and a score counts as "real" above the midpoint of the batch's
     mean real and mean fake scores (a critic has no absolute threshold). Fakes of a conditional G
     use the real batch's labels y, so D compares like with like.
@@ -78,6 +81,8 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
         if cfg.loss == "wgan_gp":
             penalty = gradient_penalty(D, x, fake, y, generator).float()
             loss = critic_loss(real_out, fake_out) + cfg.gp_weight * penalty
+        elif cfg.loss == "hinge":
+            penalty, loss = torch.zeros((), device=x.device), hinge_d_loss(real_out, fake_out)
         else:
             penalty, loss = torch.zeros((), device=x.device), d_loss(real_out, fake_out)
     _check_finite("d_loss", loss, step)
@@ -229,6 +234,8 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
                                                 Discriminator(cfg, shape, k).to(device)))
     if init_state is not None:
         G.load_state_dict(init_state)
+    ema = EMA(G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    sampler = ema.model if ema is not None else G  # what grids, diagnostics and evaluate use
     opt_g = _optimizer(G.parameters(), cfg.lr_g, cfg)
     opt_d = _optimizer(D.parameters(), cfg.lr_d, cfg)
     shuffle_gen, noise_gen = make_generator(cfg.seed), make_generator(cfg.seed + 1, device)
@@ -242,9 +249,12 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
     means = dict.fromkeys(STEP_KEYS, float("nan"))
 
     def step(batch: loop.Batch, step: int) -> dict[str, float]:
-        return gan_train_step(G, D, opt_g, opt_d, [x for x, _ in batch], cfg,
-                              generator=noise_gen, amp_ctx=autocast(device, amp), step=step,
-                              real_labels=[y for _, y in batch])
+        out = gan_train_step(G, D, opt_g, opt_d, [x for x, _ in batch], cfg,
+                             generator=noise_gen, amp_ctx=autocast(device, amp), step=step,
+                             real_labels=[y for _, y in batch])
+        if ema is not None:
+            ema.update(G)
+        return out
 
     def on_log(epoch: int, step: int, window: dict[str, float]) -> None:
         tracker.log_metrics({f"train/{k}": v for k, v in window.items()}, step=step)
@@ -254,11 +264,12 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
         means.update(loop.epoch_means(values))
         means.update({f"{k}_std": loop.epoch_std(values[k]) for k in ("d_loss", "g_loss")})
         grid_path = artifacts_dir / f"samples_epoch{epoch:03d}.png"
-        save_grid(grid.images(G), grid_path, nrow=G.num_classes if G.conditional else None)
+        save_grid(grid.images(sampler), grid_path,
+                  nrow=G.num_classes if G.conditional else None)
         tracker.log_artifact(grid_path, "grids")
         if cfg.diag_samples:
             for key, value in (("epochs", epoch), ("steps", progress.step),
-                               ("images", to_uint8(diag.images(G)))):
+                               ("images", to_uint8(diag.images(sampler)))):
                 diag_samples[key].append(value)
             _save_epoch_samples(diag_samples, artifacts_dir / "epoch_samples.pt")
         seconds = time.perf_counter() - epoch_start
@@ -267,7 +278,8 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
         epochs_csv.append({"epoch": epoch, "step": progress.step, **means, "seconds": seconds})
         generators = {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()}
         loop.save_state(Path(checkpoint_path), kind="gan", model_config=G.model_config(),
-                        nets={"generator": G, "discriminator": D},
+                        nets={"generator": sampler, "discriminator": D,
+                              **({"generator_raw": G} if ema is not None else {})},
                         optimizers={"generator": opt_g, "discriminator": opt_d},
                         progress=progress, epoch=epoch,
                         extra={"epoch_means": dict(means), "loss": cfg.loss,

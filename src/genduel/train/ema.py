@@ -1,0 +1,46 @@
+"""An exponential moving average (EMA) of a network's weights, for sampling from a generator.
+
+GAN generators oscillate around a good solution as G and D chase each other; the average of
+G's recent weights samples better than any single iterate (Yazici et al. 2019; used by
+ProGAN, BigGAN and StyleGAN). After every optimizer step of the raw network ``theta``::
+
+    theta_ema <- decay * theta_ema + (1 - decay) * theta
+
+for every parameter and every floating buffer (BatchNorm running means and variances, so the
+averaged net normalizes with statistics of averaged weights rather than of the last iterate);
+integer buffers (``num_batches_tracked``) are copied. ``decay = 0`` makes the copy equal the raw
+weights after each update. For parameters this is the update of
+``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn`` (tested against it).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+class EMA:
+    """A frozen copy of ``model`` that :meth:`update` moves toward ``model``'s weights.
+
+    Args:
+        model: the network being trained; copied now (same device, dtype, memory format).
+        decay: weight of the old average per update, in [0, 1).
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
+        self.decay = float(decay)
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """One EMA step toward ``model`` (same architecture as the copy)."""
+        pairs = [*zip(self.model.parameters(), model.parameters(), strict=True),
+                 *zip(self.model.buffers(), model.buffers(), strict=True)]
+        for avg, new in pairs:
+            if self.decay == 0.0 or not avg.is_floating_point():
+                avg.copy_(new)
+            else:
+                avg.lerp_(new, 1.0 - self.decay)
