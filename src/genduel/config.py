@@ -85,6 +85,10 @@ class VAEConfig:
     lr: float = _f(1e-3, gt=0.0)
     beta: float = _f(1.0, min=0.0, help="KL weight; 1 is the ELBO")
     mc_samples: int = _f(1, min=1, help="L Monte Carlo samples of z per input")
+    decoder_components: int = _f(1, min=1, max=32, help="discretized logistics per pixel in "
+                                 "p(x | z); 1 = one logistic, K > 1 = a mixture of K")
+    kl_warmup_epochs: float = _f(0.0, min=0.0, help="epochs over which the KL weight ramps "
+                                 "linearly from 0 to beta; 0 = no warm-up")
     conditional: bool = _f(False, help="CVAE: encoder and decoder also see the class label")
     log_every: int = _f(10, min=1, help="steps between logged training metrics")
     grid_images: int = _f(64, min=1, max=1024)

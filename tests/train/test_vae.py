@@ -98,3 +98,12 @@ def test_train_vae_end_to_end(smooth_images, tmp_path: Path) -> None:
     keys = {f"train/{k}" for k in ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")}
     assert keys | {"val/elbo_nats", "val/bits_per_dim", "epoch"} <= set(tracker.metrics)
     assert [s for s, _ in tracker.metrics["train/loss"]] == [1, 2, 3, 4]
+
+
+def test_kl_weight_ramps_linearly_to_beta_over_the_warmup_epochs():
+    from genduel.config import VAEConfig
+    from genduel.train.vae import kl_weight
+
+    cfg = VAEConfig(beta=2.0, kl_warmup_epochs=1.5)
+    assert [kl_weight(cfg, s, 10) for s in (1, 5, 15, 100)] == [2 / 15, 10 / 15, 2.0, 2.0]
+    assert kl_weight(VAEConfig(beta=0.5), 1, 10) == 0.5  # no warm-up

@@ -2,7 +2,10 @@
 
 Model (Kingma & Welling 2014): ``p(z) = N(0, I)``, ``q(z | x) = N(mu(x), diag exp(logvar(x)))``
 and ``p(x | z)`` a discretized logistic per pixel (:mod:`genduel.models.likelihood`) with mean
-``m(z) in [-1, 1]`` and log-scale ``log s(z) >= LOG_SCALE_MIN``. All bounds are in nats per image
+``m(z) in [-1, 1]`` and log-scale ``log s(z) >= LOG_SCALE_MIN``, or with
+``vae.decoder_components = K > 1`` a mixture of K such logistics per pixel (Salimans et al.
+2017), which can put mass on both the background and the ink level of a pixel where one logistic
+must spread over both. All bounds are in nats per image
 on the 8-bit data, so they are exact code lengths comparable with published bits/dim.
 
 The estimators are generic over ``log p(x | z)``: :func:`elbo_estimate` and
@@ -32,6 +35,7 @@ from genduel.config import VAEConfig, validate
 from genduel.errors import ConfigError
 from genduel.models.likelihood import (
     discretized_logistic_log_prob,
+    discretized_logistic_mixture_log_prob,
     gaussian_kl_standard,
     gaussian_log_prob,
     iwae_from_log_weights,
@@ -50,8 +54,10 @@ class VAEOutput(NamedTuple):
     """What :meth:`VAE.forward` returns.
 
     Attributes:
-        mean: (B, C, H, W) decoder logistic means in [-1, 1].
-        log_scale: (B, C, H, W) decoder logistic log-scales, >= LOG_SCALE_MIN.
+        mean: (B, C, H, W) decoder means in [-1, 1] (of the mixture when K > 1).
+        log_scale: the rest of p(x | z): (B, C, H, W) logistic log-scales >= LOG_SCALE_MIN for
+            one logistic; the raw decoder output (B, 3 K C, H, W) for a mixture, read by
+            :meth:`VAE.log_px`.
         mu: (B, latent_dim) posterior means.
         logvar: (B, latent_dim) posterior log-variances.
         z: (B, latent_dim) the reparameterized sample ``mu + exp(logvar / 2) * eps``.
@@ -100,10 +106,12 @@ class VAE(nn.Module):
         self.latent_dim = cfg.latent_dim
         self.num_classes = int(num_classes)
         self.cond_dim = self.num_classes if cfg.conditional else 0
+        self.components = int(cfg.decoder_components)
         channels = self.image_shape[0]
+        out = 2 * channels if self.components == 1 else 3 * self.components * channels
         self.encoder = ConvEncoder(self.image_shape, cfg.width, 2 * cfg.latent_dim,
                                    cond_dim=self.cond_dim)
-        self.decoder = ConvDecoder(cfg.latent_dim, self.image_shape, cfg.width, 2 * channels,
+        self.decoder = ConvDecoder(cfg.latent_dim, self.image_shape, cfg.width, out,
                                    cond_dim=self.cond_dim)
 
     @property
@@ -121,13 +129,32 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (B, latent_dim) (and y for a CVAE) -> (mean, log_scale), each (B, C, H, W).
+        """z (B, latent_dim) (and y for a CVAE) -> (mean (B, C, H, W), rest of p(x | z)).
 
-        ``mean = tanh(.)`` keeps the logistic centred inside the pixel range;
-        ``log_scale = max(., LOG_SCALE_MIN)``.
+        One logistic: ``mean = tanh(.)`` keeps it centred inside the pixel range and the rest
+        is ``log_scale = max(., LOG_SCALE_MIN)``, (B, C, H, W). A mixture: ``mean`` is the
+        mixture's mean ``sum_k pi_k m_k`` and the rest is the raw decoder output, which
+        :meth:`log_px` reads.
         """
-        raw_mean, raw_log_scale = self.decoder(z, y).chunk(2, dim=1)  # 2 x (B, C, H, W)
-        return torch.tanh(raw_mean), raw_log_scale.clamp(min=LOG_SCALE_MIN)
+        out = self.decoder(z, y)
+        if self.components == 1:
+            raw_mean, raw_log_scale = out.chunk(2, dim=1)  # 2 x (B, C, H, W)
+            return torch.tanh(raw_mean), raw_log_scale.clamp(min=LOG_SCALE_MIN)
+        logits, means, _ = self.mixture(out)
+        return (torch.softmax(logits.float(), dim=1) * means).sum(dim=1), out
+
+    def mixture(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, means in [-1, 1], log-scales >= LOG_SCALE_MIN), each (B, K, C, H, W), of
+        a mixture decoder's raw output (B, 3 K C, H, W)."""
+        b, _, h, w = out.shape
+        logits, means, log_scales = out.float().view(b, 3, self.components, -1, h, w).unbind(1)
+        return logits, torch.tanh(means), log_scales.clamp(min=LOG_SCALE_MIN)
+
+    def log_px(self, x: torch.Tensor, mean: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) (B,) in nats of 8-bit images x (B, C, H, W) from :meth:`decode`'s pair."""
+        if self.components == 1:
+            return discretized_logistic_log_prob(x, mean, rest)
+        return discretized_logistic_mixture_log_prob(x, *self.mixture(rest))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> VAEOutput:
@@ -239,9 +266,9 @@ def vae_log_likelihood_fn(model: VAE, x: torch.Tensor,
     def log_px_z(z: torch.Tensor) -> torch.Tensor:
         batch, samples, dim = z.shape
         y_rep = None if y is None else y.repeat_interleave(samples, dim=0)  # (B*S, ...)
-        mean, log_scale = model.decode(z.reshape(batch * samples, dim), y_rep)  # (B*S, C, H, W)
+        mean, rest = model.decode(z.reshape(batch * samples, dim), y_rep)  # (B*S, C, H, W)
         x_rep = x.unsqueeze(1).expand(batch, samples, *x.shape[1:]).reshape(mean.shape)
-        return discretized_logistic_log_prob(x_rep, mean, log_scale).view(batch, samples)
+        return model.log_px(x_rep, mean, rest).view(batch, samples)
 
     return log_px_z
 

@@ -72,6 +72,10 @@ SETTINGS: list[tuple[str, Cell, Cell]] = [
     ("Gradient penalty weight λ", _none,
      lambda g: _setting(g, "gp_weight") if g.get("loss") == "wgan_gp" else DASH),
     ("Monte Carlo samples of z per image", _key("mc_samples"), _none),
+    ("Decoder p(x ∣ z) per pixel", lambda v: DASH if "decoder_components" not in v else
+     ("discretized logistic" if v["decoder_components"] == 1 else
+      f"mixture of {v['decoder_components']} discretized logistics"), _none),
+    ("KL warm-up (epochs)", _key("kl_warmup_epochs"), _none),
     ("D (critic) steps per G step", _none, _key("d_steps")),
     ("Latent dimension", _key("latent_dim"), _key("latent_dim")),
     ("Width (channels of the first conv block)", _key("width"), _key("width")),

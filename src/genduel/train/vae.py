@@ -45,7 +45,7 @@ _FIX = ("lower vae.lr (or vae.beta) in params.yaml, set runtime.amp: false, and 
 def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                    cfg: VAEConfig, *, amp_ctx: contextlib.AbstractContextManager,
                    step: int = 0, generator: torch.Generator | None = None,
-                   y: torch.Tensor | None = None) -> dict[str, float]:
+                   y: torch.Tensor | None = None, beta: float | None = None) -> dict[str, float]:
     """One optimizer step on a batch; the weights are left untouched if anything is not finite.
 
     The checks run before ``optimizer.step``, so on error the parameters and optimizer state are
@@ -60,6 +60,7 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
         step: the global step number, for the error message only.
         generator: draws eps (on the model's device); None = global RNG.
         y: labels (B,) of the batch; used by a CVAE (the terms then bound log p(x | y)).
+        beta: the KL weight of this step (:func:`kl_weight`); None = ``cfg.beta``.
 
     Returns:
         Batch means in nats per image: ``loss``, ``elbo_nats``, ``recon_nats`` (= -log p(x | z)),
@@ -71,7 +72,7 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
     model.train()
     with amp_ctx:
         terms = elbo_terms(model, x, cfg.mc_samples, generator, y if model.conditional else None)
-        loss = vae_loss(terms, cfg.beta)
+        loss = vae_loss(terms, cfg.beta if beta is None else beta)
     loop.require_finite(loss, "vae loss", step, _FIX)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -85,6 +86,18 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
     bpd = bits_per_dim(elbo, num_dims(model.image_shape))
     return {"loss": loss_v, "elbo_nats": elbo, "recon_nats": recon, "kl_nats": kl,
             "bits_per_dim": bpd}
+
+
+def kl_weight(cfg: VAEConfig, step: int, steps_per_epoch: int) -> float:
+    """The KL weight of training step ``step`` (1-based): ``beta * min(1, step / W)`` over
+    ``W = vae.kl_warmup_epochs * steps_per_epoch`` steps, ``beta`` throughout without warm-up.
+
+    A linear warm-up from 0 (Bowman et al. 2016; Sonderby et al. 2016) lets the decoder learn to
+    use z before the KL term pulls q(z | x) to the prior; the objective is the ELBO again (with
+    ``beta = 1``) once it ends, and the reported ELBO is always the true one.
+    """
+    warmup = cfg.kl_warmup_epochs * steps_per_epoch
+    return cfg.beta if warmup <= 0 else cfg.beta * min(1.0, step / warmup)
 
 
 def validation_elbo_nats(model: VAE, val: Split, cfg: VAEConfig, *, device: torch.device,
@@ -167,7 +180,8 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
     def step(batch: loop.Batch, step: int) -> dict[str, float]:
         (x, y), = batch
         return vae_train_step(model, optimizer, x, cfg, step=step,
-                              amp_ctx=autocast(device, amp), generator=noise_gen, y=y)
+                              amp_ctx=autocast(device, amp), generator=noise_gen, y=y,
+                              beta=kl_weight(cfg, step, total))
 
     def on_log(epoch: int, step: int, means: dict[str, float]) -> None:
         tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=step)
