@@ -12,7 +12,15 @@ export PATH := $(BIN):$(PATH)
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 
-.PHONY: setup repro test lint bench clean
+# The GPU profile: the default pipeline at full quality on one CUDA GPU (bf16 autocast; G and D
+# keep channels_last). It runs as a DVC experiment, so `dvc exp show` and `dvc params diff`
+# list exactly these overrides, and every stage logs its effective params to MLflow.
+GPU_PROFILE := -S runtime.device=cuda -S runtime.amp=true \
+	-S judge.epochs=10 \
+	-S vae.epochs=60 -S vae.width=64 -S vae.latent_dim=32 -S vae.batch_size=256 \
+	-S gan.epochs=60 -S gan.width=64 -S gan.d_width=64 -S gan.batch_size=256
+
+.PHONY: setup repro repro-gpu test lint bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +33,10 @@ $(STAMP): pyproject.toml constraints.txt
 repro: setup
 	@start=$$(date +%s); $(BIN)/dvc repro && $(BIN)/python -m genduel.timings --since $$start
 
+repro-gpu: setup
+	@start=$$(date +%s); $(BIN)/dvc exp run -n gpu-profile $(GPU_PROFILE) && \
+	  $(BIN)/python -m genduel.timings --since $$start
+
 test: setup
 	$(BIN)/python -m pytest
 
@@ -33,6 +45,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_train.py
 
 clean:
 	rm -rf data/prepared models artifacts eval metrics reports

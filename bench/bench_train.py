@@ -1,17 +1,24 @@
-"""Training throughput of the three networks at the default params (images per second).
+"""Training throughput of the three networks at the default params: img/s, GFLOP/s, % of matmul.
 
-Budgeting aid for the default `make repro` on this machine; prints figures, asserts nothing.
-Usage: python bench/bench_train.py [--steps 30] [--batch 128]
+Budgeting aid for the default `make repro`; prints figures, asserts nothing. For each network
+one training step (forward, backward, optimizer) is counted with torch's FlopCounterMode (matmul
+and convolution FLOPs, forward and backward) and timed; the achieved GFLOP/s is read against an
+fp32 (or, with --amp on CUDA, bf16) matmul measured in the same run, so a slow host and a slow
+kernel can be told apart.
+
+Usage: python bench/bench_train.py [--steps 30] [--batch 128] [--device cpu|cuda] [--amp]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from genduel.config import GANConfig, JudgeConfig, VAEConfig
+from genduel.config import GANConfig, JudgeConfig, VAEConfig, load_all
 from genduel.models.gan import Discriminator, Generator
 from genduel.models.judge import Judge
 from genduel.models.vae import VAE
@@ -23,46 +30,83 @@ from genduel.train.vae import vae_train_step
 SHAPE = (1, 28, 28)
 
 
-def rate(step, steps: int, batch: int) -> float:
-    for _ in range(3):  # warm-up
-        step()
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seconds_per_call(fn: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Mean wall time of ``calls`` calls after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    _sync(device)
     start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(calls):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / calls
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
+    """Achieved GFLOP/s of an n x n x n matmul (2 n^3 FLOPs)."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, 10, device) / 1e9
+
+
+def step_flops(step: Callable[[], object]) -> int:
+    """FLOPs (matmuls and convolutions, forward and backward) of one call of ``step``."""
+    counter = FlopCounterMode(display=False)
+    with counter:
         step()
-    return steps * batch / (time.perf_counter() - start)
+    return counter.get_total_flops()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="the dataclass defaults instead of params.yaml")
     args = parser.parse_args()
-    b, cpu = args.batch, torch.device("cpu")
-    x = torch.rand(b, *SHAPE) * 2 - 1
-    y = torch.randint(0, 10, (b,))
+    b, dev = args.batch, torch.device(args.device)
+    ctx = lambda: autocast(dev, args.amp)  # noqa: E731
+    x = torch.rand(b, *SHAPE, device=dev) * 2 - 1
+    y = torch.randint(0, 10, (b,), device=dev)
+    if args.defaults:
+        vcfg, jcfg, gcfg = VAEConfig(), JudgeConfig(), GANConfig()
+    else:
+        params = load_all()
+        vcfg, jcfg, gcfg = params["vae"], params["judge"], params["gan"]
 
-    vcfg = VAEConfig()
-    vae = VAE(vcfg, SHAPE)
+    vae = VAE(vcfg, SHAPE).to(dev)
     vopt = torch.optim.Adam(vae.parameters(), vcfg.lr)
-    vae_rate = rate(lambda: vae_train_step(vae, vopt, x, vcfg, amp_ctx=autocast(cpu, False)),
-                    args.steps, b)
-
-    jcfg = JudgeConfig()
-    judge = Judge(jcfg, SHAPE, 10)
+    judge = Judge(jcfg, SHAPE, 10).to(dev)
     jopt = torch.optim.Adam(judge.parameters(), jcfg.lr)
-    judge_rate = rate(lambda: judge_train_step(judge, jopt, x, y, amp_ctx=autocast(cpu, False)),
-                      args.steps, b)
-
-    gcfg = GANConfig()
-    G, D = Generator(gcfg, SHAPE), Discriminator(gcfg, SHAPE)
+    G, D = Generator(gcfg, SHAPE).to(dev), Discriminator(gcfg, SHAPE).to(dev)
     og = torch.optim.Adam(G.parameters(), gcfg.lr_g, betas=(gcfg.beta1, gcfg.beta2))
     od = torch.optim.Adam(D.parameters(), gcfg.lr_d, betas=(gcfg.beta1, gcfg.beta2))
-    gen = torch.Generator().manual_seed(0)
-    gan_rate = rate(lambda: gan_train_step(G, D, og, od, [x] * gcfg.d_steps, gcfg, generator=gen,
-                                           amp_ctx=autocast(cpu, False)), args.steps, b)
-    print(f"threads: {torch.get_num_threads()}, batch {b}, {args.steps} timed steps")
-    for name, r in (("judge", judge_rate), ("vae", vae_rate), ("gan (D+G step)", gan_rate)):
-        print(f"{name:<16} {r:8.0f} img/s   {55000 / r:6.1f} s per 55k-image epoch")
+    gen = torch.Generator(dev).manual_seed(0)
+    steps = {
+        "judge": (lambda: judge_train_step(judge, jopt, x, y, amp_ctx=ctx()), b),
+        "vae": (lambda: vae_train_step(vae, vopt, x, vcfg, amp_ctx=ctx()), b),
+        "gan (k D + 1 G)": (lambda: gan_train_step(G, D, og, od, [x] * gcfg.d_steps, gcfg,
+                                                   generator=gen, amp_ctx=ctx()),
+                            b * gcfg.d_steps),
+    }
+    dtype = torch.bfloat16 if args.amp and dev.type == "cuda" else torch.float32
+    peak = matmul_gflops(dev, dtype)
+    print(f"device {dev}, threads {torch.get_num_threads()}, batch {b}, {args.steps} timed "
+          f"steps; {str(dtype).removeprefix('torch.')} matmul 2048^3: {peak:.0f} GFLOP/s")
+    print(f"{'network':<16} {'img/s':>8} {'s/55k':>7} {'GFLOP/step':>11} {'GFLOP/s':>8} "
+          f"{'of matmul':>9}")
+    for name, (step, images) in steps.items():
+        flops = step_flops(step)
+        sec = seconds_per_call(step, args.steps, dev)
+        gflops = flops / sec / 1e9
+        print(f"{name:<16} {images / sec:8.0f} {55000 / (images / sec):7.1f} "
+              f"{flops / 1e9:11.3f} {gflops:8.1f} {gflops / peak:9.1%}")
 
 
 if __name__ == "__main__":

@@ -165,8 +165,8 @@ def test_ladder_marks_each_model_against_each_rung_in_the_metrics_direction(eval
     assert rows["Inception Score"] == ["✗", "✗", "✓", "✗", "✗", "✓"]
     assert "KID" not in rows  # no row has it
     text = ladder_summary(ev, "gan")
-    assert text == ("The GAN beats the per-class pixel gaussians on 0 of 2; the one pixel "
-                    "gaussian on 2 of 2: FID, Inception Score.")
+    assert text == ("The GAN beats the per-class pixel Gaussians on 0 of 2; the one pixel "
+                    "Gaussian on 2 of 2: FID, Inception Score.")
     md = to_markdown(ladder_blocks(inputs(ev)))
     assert "## Against the baseline ladder" in md and "| GAN vs Pixel G. |" in md
 

@@ -176,7 +176,8 @@ def ladder_summary(evals: dict[str, dict[str, Any]], model: str) -> str:
         total = sum(beats(evals.get(model, {}), evals.get(rung, {}), k) is not None
                     for k in LADDER_KEYS)
         which = ": " + ", ".join(won) if won else ""
-        parts.append(f"the {COLUMNS[rung].lower()} on {len(won)} of {total}{which}")
+        name = COLUMNS[rung][0].lower() + COLUMNS[rung][1:]
+        parts.append(f"the {name} on {len(won)} of {total}{which}")
     return f"The {model.upper()} beats " + "; ".join(parts) + "."
 
 
@@ -208,8 +209,9 @@ def memorization_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
     rows = memorization_rows(inp.evals)
     if not rows:
         return []
-    header = ["Samples", *(f"{METRICS[k].label} ({_arrow(k)})" for k in
-                           keys_of_kind(MEMORIZATION))]
+    header = ["Samples", *(METRICS[k].label + (" (≈ 1: novel, ≪ 1: copies)" if "ratio" in k
+                                               else " (≈ 0.01: novel, 1: copies)")
+                           for k in keys_of_kind(MEMORIZATION))]
     blocks: list[Block] = [
         Heading("Memorization check"),
         Para("Is a model copying its training set? Each sample is matched to its nearest "
