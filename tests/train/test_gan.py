@@ -125,3 +125,20 @@ def test_ema_generator_is_saved_as_the_sampler_beside_the_raw_weights(tmp_path, 
     # the epoch grids are drawn by the EMA generator that evaluate will sample
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "art" /
                                                     "samples_epoch002.png").read_bytes()
+
+
+def test_recomputed_bn_statistics_are_the_mean_and_mean_batch_variance_of_the_noise():
+    from genduel.train.gan import recompute_bn_stats
+
+    G = Generator(TINY, (1, 28, 28))
+    G.net.fc[1].running_mean.fill_(5.0)  # stale statistics of other weights
+    noise = [torch.randn(16, TINY.latent_dim, generator=make_generator(s)) for s in range(3)]
+    recompute_bn_stats(G, noise)
+    assert not G.training
+    bn = G.net.fc[1]
+    with torch.no_grad():
+        pre = [G.net.fc[0](z) for z in noise]  # the first BatchNorm's inputs, per batch
+    # momentum None: a cumulative average of the batch statistics (equal batch sizes)
+    torch.testing.assert_close(bn.running_mean, torch.cat(pre).mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bn.running_var, torch.stack([p.var(0) for p in pre]).mean(0),
+                               atol=1e-5, rtol=1e-4)

@@ -49,6 +49,9 @@ from genduel.train.ema import EMA
 
 log = logging.getLogger(__name__)
 
+#: Noise batches (of ``gan.batch_size``) that recompute the EMA generator's BatchNorm statistics.
+BN_BATCHES = 20
+
 #: Keys returned by :func:`gan_train_step`, logged as ``train/<key>``.
 STEP_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc", "gp")
 HISTORY_COLUMNS = ("step", "epoch", *STEP_KEYS)
@@ -184,6 +187,27 @@ class _Fixed:
             return G(self.z, self.y).float().cpu()  # (N, C, H, W) in [-1, 1]
 
 
+class _Sampling(torch.nn.Module):
+    """G as ``z -> G(z, y)`` with labels 0, 1, ..., K-1, 0, ... for a conditional G, the one-input
+    form ``torch.optim.swa_utils.update_bn`` calls."""
+
+    def __init__(self, G: Generator) -> None:
+        super().__init__()
+        self.G = G
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        y = (torch.arange(len(z), device=z.device) % self.G.num_classes
+             if self.G.conditional else None)
+        return self.G(z, y)
+
+
+def recompute_bn_stats(G: Generator, noise: Sequence[torch.Tensor]) -> None:
+    """Replace G's BatchNorm running statistics by the exact mean and variance of its activations
+    over the ``noise`` batches (``torch.optim.swa_utils.update_bn``); G is left in eval mode."""
+    torch.optim.swa_utils.update_bn(noise, _Sampling(G))
+    G.eval()
+
+
 def _save_epoch_samples(samples: dict[str, list], path: Path) -> None:
     """``epoch_samples.pt``: {"epochs", "steps", "images": uint8 (E, N, C, H, W), "labels"}."""
     buf = io.BytesIO()
@@ -236,6 +260,9 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
         G.load_state_dict(init_state)
     ema = EMA(G, cfg.ema_decay) if cfg.ema_decay > 0 else None
     sampler = ema.model if ema is not None else G  # what grids, diagnostics and evaluate use
+    bn_gen = make_generator(cfg.seed + 4)
+    bn_noise = [torch.randn(cfg.batch_size, G.latent_dim, generator=bn_gen).to(device)
+                for _ in range(BN_BATCHES if ema is not None else 0)]
     opt_g = _optimizer(G.parameters(), cfg.lr_g, cfg)
     opt_d = _optimizer(D.parameters(), cfg.lr_d, cfg)
     shuffle_gen, noise_gen = make_generator(cfg.seed), make_generator(cfg.seed + 1, device)
@@ -261,6 +288,8 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
         history.append({"step": step, "epoch": epoch, **window})
 
     def on_epoch(epoch: int, values: dict[str, list[float]], epoch_start: float) -> None:
+        if ema is not None:
+            recompute_bn_stats(ema.model, bn_noise)
         means.update(loop.epoch_means(values))
         means.update({f"{k}_std": loop.epoch_std(values[k]) for k in ("d_loss", "g_loss")})
         grid_path = artifacts_dir / f"samples_epoch{epoch:03d}.png"
