@@ -80,13 +80,17 @@ def test_flatten_names_match_params_yaml_keys():
 
 def test_init_from_vae_shape_mismatch_fails_every_stage_before_training(tmp_path):
     p = tmp_path / "params.yaml"
-    p.write_text("vae:\n  latent_dim: 16\n  width: 32\ngan:\n  init_from_vae: true\n"
-                 "  latent_dim: 64\n  width: 32\n")
+    p.write_text("vae:\n  latent_dim: 16\n  width: 32\n  decoder_components: 1\ngan:\n"
+                 "  init_from_vae: true\n  latent_dim: 64\n  width: 32\n")
     with pytest.raises(ConfigError, match=r"set -S gan\.latent_dim=16$"):
         load_all(p)
-    p.write_text("vae:\n  latent_dim: 16\n  width: 32\ngan:\n  init_from_vae: true\n"
-                 "  latent_dim: 16\n  width: 32\n")
+    p.write_text("vae:\n  latent_dim: 16\n  width: 32\n  decoder_components: 1\ngan:\n"
+                 "  init_from_vae: true\n  latent_dim: 16\n  width: 32\n")
     assert load_all(p)["gan"].init_from_vae
+    p.write_text(p.read_text().replace("decoder_components: 1", "decoder_components: 5"))
+    with pytest.raises(ConfigError, match=r"mixture has no single mean channel.*"
+                                          r"vae\.decoder_components=1"):
+        load_all(p)
     p.write_text("gan:\n  init_from_vae: false\n  latent_dim: 64\n")  # off: shapes are free
     assert load_all(p)["gan"].latent_dim == 64
 

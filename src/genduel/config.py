@@ -272,14 +272,20 @@ def check_init_from_vae(gan: GANConfig, vae_model: Mapping[str, Any]) -> None:
 
     Args:
         gan: the gan section.
-        vae_model: the VAE's ``latent_dim``, ``width`` and ``conditional``: the vae section's
-            values, or a VAE checkpoint's ``model_config``.
+        vae_model: the VAE's ``latent_dim``, ``width``, ``conditional`` and
+            ``decoder_components``: the vae section's values, or a VAE checkpoint's
+            ``model_config``.
 
     Raises:
         ConfigError: naming both sides and the ``-S`` overrides that fix it.
     """
     if not gan.init_from_vae:
         return
+    if int(vae_model.get("decoder_components", 1)) != 1:
+        raise ConfigError(f"gan.init_from_vae copies the mean channels of a one-logistic VAE "
+                          f"decoder, but vae.decoder_components = "
+                          f"{vae_model.get('decoder_components')} (a mixture has no single mean "
+                          "channel); set -S vae.decoder_components=1 or -S gan.init_from_vae=false")
     wanted = {"latent_dim": gan.latent_dim, "width": gan.width, "conditional": gan.conditional}
     have = {k: vae_model.get(k, False if k == "conditional" else None) for k in wanted}
     if have != wanted:
