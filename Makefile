@@ -17,8 +17,8 @@ export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 # list exactly these overrides, and every stage logs its effective params to MLflow.
 GPU_PROFILE := -S runtime.device=cuda -S runtime.amp=true \
 	-S judge.epochs=10 \
-	-S vae.epochs=60 -S vae.width=64 -S vae.latent_dim=32 -S vae.batch_size=256 \
-	-S gan.epochs=60 -S gan.width=64 -S gan.d_width=64 -S gan.batch_size=256
+	-S vae.epochs=40 -S vae.width=64 \
+	-S gan.epochs=40 -S gan.width=64 -S gan.d_width=96 -S gan.ema_decay=0.999
 
 .PHONY: setup repro repro-gpu test lint bench clean
 
