@@ -6,7 +6,8 @@ and convolution FLOPs, forward and backward) and timed; the achieved GFLOP/s is 
 fp32 (or, with --amp on CUDA, bf16) matmul measured in the same run, so a slow host and a slow
 kernel can be told apart.
 
-Usage: python bench/bench_train.py [--steps 30] [--batch 128] [--device cpu|cuda] [--amp]
+Usage: python bench/bench_train.py [--steps 30] [--batch N] [--device cpu|cuda] [--amp]
+(--batch 0, the default: each network at its own params.yaml batch size)
 """
 
 from __future__ import annotations
@@ -64,21 +65,24 @@ def step_flops(step: Callable[[], object]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=0, help="0 = each network's batch_size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--defaults", action="store_true",
                         help="the dataclass defaults instead of params.yaml")
     args = parser.parse_args()
-    b, dev = args.batch, torch.device(args.device)
+    dev = torch.device(args.device)
     ctx = lambda: autocast(dev, args.amp)  # noqa: E731
-    x = torch.rand(b, *SHAPE, device=dev) * 2 - 1
-    y = torch.randint(0, 10, (b,), device=dev)
     if args.defaults:
         vcfg, jcfg, gcfg = VAEConfig(), JudgeConfig(), GANConfig()
     else:
         params = load_all()
         vcfg, jcfg, gcfg = params["vae"], params["judge"], params["gan"]
+    batches = {n: args.batch or c.batch_size for n, c in (("judge", jcfg), ("vae", vcfg),
+                                                          ("gan", gcfg))}
+    data = {n: (torch.rand(b, *SHAPE, device=dev) * 2 - 1, torch.randint(0, 10, (b,), device=dev))
+            for n, b in batches.items()}
+    (xj, yj), (xv, _), (xg, _) = data["judge"], data["vae"], data["gan"]
 
     vae = VAE(vcfg, SHAPE).to(dev)
     vopt = torch.optim.Adam(vae.parameters(), vcfg.lr)
@@ -89,15 +93,16 @@ def main() -> None:
     od = torch.optim.Adam(D.parameters(), gcfg.lr_d, betas=(gcfg.beta1, gcfg.beta2))
     gen = torch.Generator(dev).manual_seed(0)
     steps = {
-        "judge": (lambda: judge_train_step(judge, jopt, x, y, amp_ctx=ctx()), b),
-        "vae": (lambda: vae_train_step(vae, vopt, x, vcfg, amp_ctx=ctx()), b),
-        "gan (k D + 1 G)": (lambda: gan_train_step(G, D, og, od, [x] * gcfg.d_steps, gcfg,
+        "judge": (lambda: judge_train_step(judge, jopt, xj, yj, amp_ctx=ctx()),
+                  batches["judge"]),
+        "vae": (lambda: vae_train_step(vae, vopt, xv, vcfg, amp_ctx=ctx()), batches["vae"]),
+        "gan (k D + 1 G)": (lambda: gan_train_step(G, D, og, od, [xg] * gcfg.d_steps, gcfg,
                                                    generator=gen, amp_ctx=ctx()),
-                            b * gcfg.d_steps),
+                            batches["gan"] * gcfg.d_steps),
     }
     dtype = torch.bfloat16 if args.amp and dev.type == "cuda" else torch.float32
     peak = matmul_gflops(dev, dtype)
-    print(f"device {dev}, threads {torch.get_num_threads()}, batch {b}, {args.steps} timed "
+    print(f"device {dev}, threads {torch.get_num_threads()}, batches {batches}, {args.steps} timed "
           f"steps; {str(dtype).removeprefix('torch.')} matmul 2048^3: {peak:.0f} GFLOP/s")
     print(f"{'network':<16} {'img/s':>8} {'s/55k':>7} {'GFLOP/step':>11} {'GFLOP/s':>8} "
           f"{'of matmul':>9}")
