@@ -160,7 +160,7 @@ def _ran(out: str) -> list[str]:
 
 def test_vae_change_reaches_train_gan_only_through_init_from_vae(repo):
     path, env = repo
-    _set(path, "vae", lr=0.002)
+    _set(path, "vae", lr=0.002, decoder_components=1)  # init_from_vae needs one logistic
     out = run(["dvc", "repro"], path, env).stdout
     assert _ran(out) == ["train_vae", "gan_init", "evaluate", "report"]  # not train_gan
     params = yaml.safe_load((path / "params.yaml").read_text())
