@@ -151,6 +151,9 @@ class EvalConfig:
                              help="Parzen kernel widths tried, pixels in [0, 1]")
     probe_train_images: int = _f(5000, min=1, help="train images the VAE latent probes learn from")
     probe_knn_k: int = _f(5, min=1, help="neighbours of the k-NN probe on VAE posterior means")
+    vae_image: str = _f("mean", choices=("mean", "mode"), help="what a VAE sample is: the "
+                        "decoder mean, or per pixel the mean of its most probable mixture "
+                        "component")
     memorization_samples: int = _f(2000, min=2, help="samples (and test images) matched to "
                                    "their nearest train image by the memorization check")
 

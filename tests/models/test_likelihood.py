@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -51,3 +53,23 @@ def test_a_mixture_decoder_vae_gives_finite_bounds_and_means_in_range():
     assert terms.log_px_z_nats.min() > -64 * 20  # an untrained net: wide, not degenerate
     mean = model.sample(6, torch.Generator().manual_seed(1))
     assert mean.shape == (6, 1, 8, 8) and mean.abs().max() <= 1
+
+
+def test_mode_image_takes_each_pixels_most_probable_component_and_mean_mixes_them():
+    model = VAE(VAEConfig(latent_dim=2, width=4, decoder_components=2), (1, 4, 4))
+    with torch.no_grad():
+        last = model.decoder.body[-1]
+        last.weight.zero_()
+        # channels: logits (k0, k1), means (k0, k1), log-scales (k0, k1)
+        last.bias.copy_(torch.tensor([2.0, 0.0, -5.0, 5.0, -3.0, -3.0]))
+    model.eval()
+    z = torch.zeros(3, 2)
+    pi0 = torch.sigmoid(torch.tensor(2.0))  # softmax weight of component 0
+    mean, mode = model.image(z, kind="mean"), model.image(z, kind="mode")
+    torch.testing.assert_close(mode, torch.full_like(mode, math.tanh(-5.0)))  # component 0
+    want = pi0 * math.tanh(-5.0) + (1 - pi0) * math.tanh(5.0)
+    torch.testing.assert_close(mean, torch.full_like(mean, want.item()))
+    one = VAE(VAEConfig(latent_dim=2, width=4), (1, 4, 4)).eval()
+    assert torch.equal(one.image(z, kind="mode"), one.image(z, kind="mean"))  # K = 1: the same
+    with pytest.raises(Exception, match="not one of"):
+        one.image(z, kind="median")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,8 +207,8 @@ def _sample_rows(cfg: EvalConfig, models: dict[str, Any], inputs: EvalInputs, *,
     samplers = {**models, **{name: PixelGaussian(inputs.train.images, inputs.train.labels,
                                                  per_class=per_class).to(device)
                              for name, per_class in BASELINES.items()}}
-    runs = {name: evaluate_sampler(cfg, name, lambda n, g, m=model: m.sample(n, generator=g),
-                                   (model,), judge=judge, reference=reference, num_classes=k,
+    runs = {name: evaluate_sampler(cfg, name, _sample_fn(model, name, cfg), (model,),
+                                   judge=judge, reference=reference, num_classes=k,
                                    device=device, out_dir=out_dir)
             for name, model in samplers.items()}
     results: dict[str, dict[str, Any]] = {name: run.metrics for name, run in runs.items()}
@@ -223,6 +224,13 @@ def _sample_rows(cfg: EvalConfig, models: dict[str, Any], inputs: EvalInputs, *,
     return runs, results
 
 
+def _sample_fn(model: Any, name: str, cfg: EvalConfig) -> Callable:
+    """``(n, generator) -> images`` of one row; the VAE decodes to ``eval.vae_image``."""
+    if name == "vae":
+        return lambda n, g: model.sample(n, generator=g, image=cfg.vae_image)
+    return lambda n, g: model.sample(n, generator=g)
+
+
 def _protocol(cfg: EvalConfig, inputs: EvalInputs, reference: FeatureSet, n_test: int,
               n_centres: dict[str, int]) -> dict[str, Any]:
     """The ``protocol`` block every metrics file carries: how each number was obtained."""
@@ -235,6 +243,9 @@ def _protocol(cfg: EvalConfig, inputs: EvalInputs, reference: FeatureSet, n_test
         "reference": f"{len(reference.features)} train images (seed {cfg.seed})",
         "real_row": f"{min(cfg.num_samples, n_test)} test images per draw",
         "pixels": "samples rounded to 8-bit like the data",
+        "vae_image": (f"VAE samples: {cfg.vae_image} of p(x | z) at z ~ N(0, I) ('mean': the "
+                      "decoder mean; 'mode': per pixel the mean of its most probable mixture "
+                      "component)"),
         "features": f"judge penultimate layer ({reference.features.shape[1]} dims)",
         "judge_sha256": inputs.judge_sha256, "judge_test_accuracy": inputs.judge_accuracy,
         "is_splits": cfg.is_splits, "kid_subsets": cfg.kid_subsets,

@@ -46,6 +46,9 @@ from genduel.models.nets import ConvDecoder, ConvEncoder, check_image_shape
 #: puts 97 % of its mass in one bin, so a smaller scale only buys overconfidence and overflow.
 LOG_SCALE_MIN = -7.0
 
+#: What :meth:`VAE.image` can decode z to (the values of ``eval.vae_image``).
+VAE_IMAGES = ("mean", "mode")
+
 #: ``z (B, S, D) -> log p(x | z) (B, S)`` for a fixed batch x.
 LogLikelihoodFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -171,8 +174,8 @@ class VAE(nn.Module):
         return VAEOutput(mean, log_scale, mu, logvar, z)
 
     def sample(self, n: int, generator: torch.Generator | None = None,
-               labels: torch.Tensor | None = None) -> torch.Tensor:
-        """n images (n, C, H, W) in [-1, 1]: the decoder mean at ``z ~ N(0, I)``.
+               labels: torch.Tensor | None = None, image: str = "mean") -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1] decoded at ``z ~ N(0, I)`` (see :meth:`image`).
 
         The decoder *mean* rather than a draw from p(x | z) is the usual choice for sample
         quality: per-pixel logistic noise is independent across pixels and only adds grain.
@@ -186,7 +189,24 @@ class VAE(nn.Module):
         if self.conditional and labels is None:
             labels = torch.randint(self.num_classes, (n,), generator=generator,
                                    device=param.device)
-        return self.decode(z, labels)[0]
+        return self.image(z, labels, image)
+
+    def image(self, z: torch.Tensor, y: torch.Tensor | None = None,
+              kind: str = "mean") -> torch.Tensor:
+        """The image p(x | z[, y]) stands for, (B, C, H, W) in [-1, 1].
+
+        ``"mean"``: the decoder mean (of the mixture when K > 1). ``"mode"``: per pixel, the
+        mean of its most probable mixture component, the image of the dominant mode. A mixture
+        mean averages the background and the ink component of an uncertain pixel into grey;
+        the mode picks one. Both equal for one logistic (K = 1).
+        """
+        if kind not in VAE_IMAGES:
+            raise ConfigError(f"VAE image kind {kind!r} is not one of {VAE_IMAGES}")
+        mean, rest = self.decode(z, y)
+        if kind == "mean" or self.components == 1:
+            return mean
+        logits, means, _ = self.mixture(rest)  # (B, K, C, H, W) each
+        return means.gather(1, logits.argmax(dim=1, keepdim=True)).squeeze(1)
 
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) decoder mean at the posterior mean ``z = mu(x)``; call under eval_mode."""

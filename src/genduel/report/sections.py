@@ -303,12 +303,18 @@ def inference_blocks(inp: ReportInputs) -> list[Block]:
     ]
 
 
+def _vae_image(inp: ReportInputs) -> str:
+    """How the VAE's samples were made, from the protocol (older runs: the decoder mean)."""
+    text = inp.protocol.get("vae_image", "")
+    return "per-pixel mode of p(x ∣ z)" if ": mode " in text else "decoder mean"
+
+
 def samples_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
     """Real images, both models' sample grids, the VAE's reconstructions, class histograms."""
     return [
         Heading("Samples"),
         Figure(figs["real"], "Real test images"),
-        Table(["VAE samples (decoder mean)", "GAN samples"],
+        Table([f"VAE samples ({_vae_image(inp)})", "GAN samples"],
               [[f"![VAE samples]({figs['vae']})", f"![GAN samples]({figs['gan']})"]]),
         Figure(figs["recon"], "VAE reconstructions: odd rows test images, even rows their "
                               "reconstructions (decoder mean at the posterior mean)"),
@@ -403,6 +409,7 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
         ["Sample seeds", ", ".join(map(str, proto["sample_seeds"]))],
         ["Reference set", proto["reference"]],
         ["Pixels", proto["pixels"]],
+        ["VAE samples", proto.get("vae_image", "decoder mean")],
         ["Feature extractor", proto["features"]],
         ["Judge sha256", f"`{proto['judge_sha256']}`"],
         ["Judge test accuracy", f"{100 * inp.judge.get('test_accuracy', float('nan')):.2f} %"],
