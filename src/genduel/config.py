@@ -26,6 +26,8 @@ T = TypeVar("T")
 #: The GAN objectives ``gan.loss`` may name; the first two train D with binary cross-entropy.
 GAN_LOSSES = ("minimax", "non_saturating", "wgan_gp", "hinge")
 BCE_LOSSES = GAN_LOSSES[:2]
+#: What a VAE sample is (``eval.vae_image``; :meth:`genduel.models.vae.VAE.image`).
+VAE_IMAGES = ("mean", "mode")
 
 
 def _f(default: Any, *, choices: tuple | None = None, min: float | None = None,
@@ -151,7 +153,7 @@ class EvalConfig:
                              help="Parzen kernel widths tried, pixels in [0, 1]")
     probe_train_images: int = _f(5000, min=1, help="train images the VAE latent probes learn from")
     probe_knn_k: int = _f(5, min=1, help="neighbours of the k-NN probe on VAE posterior means")
-    vae_image: str = _f("mean", choices=("mean", "mode"), help="what a VAE sample is: the "
+    vae_image: str = _f("mean", choices=VAE_IMAGES, help="what a VAE sample is: the "
                         "decoder mean, or per pixel the mean of its most probable mixture "
                         "component")
     memorization_samples: int = _f(2000, min=2, help="samples (and test images) matched to "

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from genduel.config import VAEConfig, validate
+from genduel.config import VAE_IMAGES, VAEConfig, validate
 from genduel.errors import ConfigError
 from genduel.models.likelihood import (
     discretized_logistic_log_prob,
@@ -46,9 +46,6 @@ from genduel.models.nets import ConvDecoder, ConvEncoder, check_image_shape
 #: puts 97 % of its mass in one bin, so a smaller scale only buys overconfidence and overflow.
 LOG_SCALE_MIN = -7.0
 
-#: What :meth:`VAE.image` can decode z to (the values of ``eval.vae_image``).
-VAE_IMAGES = ("mean", "mode")
-
 #: ``z (B, S, D) -> log p(x | z) (B, S)`` for a fixed batch x.
 LogLikelihoodFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,7 +57,7 @@ class VAEOutput(NamedTuple):
         mean: (B, C, H, W) decoder means in [-1, 1] (of the mixture when K > 1).
         log_scale: the rest of p(x | z): (B, C, H, W) logistic log-scales >= LOG_SCALE_MIN for
             one logistic; the raw decoder output (B, 3 K C, H, W) for a mixture, read by
-            :meth:`VAE.log_px`.
+            :meth:`VAE.mixture` reads.
         mu: (B, latent_dim) posterior means.
         logvar: (B, latent_dim) posterior log-variances.
         z: (B, latent_dim) the reparameterized sample ``mu + exp(logvar / 2) * eps``.
@@ -137,7 +134,7 @@ class VAE(nn.Module):
         One logistic: ``mean = tanh(.)`` keeps it centred inside the pixel range and the rest
         is ``log_scale = max(., LOG_SCALE_MIN)``, (B, C, H, W). A mixture: ``mean`` is the
         mixture's mean ``sum_k pi_k m_k`` and the rest is the raw decoder output, which
-        :meth:`log_px` reads.
+        :meth:`mixture` reads.
         """
         out = self.decoder(z, y)
         if self.components == 1:
@@ -153,11 +150,16 @@ class VAE(nn.Module):
         logits, means, log_scales = out.float().view(b, 3, self.components, -1, h, w).unbind(1)
         return logits, torch.tanh(means), log_scales.clamp(min=LOG_SCALE_MIN)
 
-    def log_px(self, x: torch.Tensor, mean: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) (B,) in nats of 8-bit images x (B, C, H, W) from :meth:`decode`'s pair."""
+    def log_px_z(self, x: torch.Tensor, z: torch.Tensor,
+                 y: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x | z[, y]) (B,) in nats of 8-bit images x (B, C, H, W): one decoder pass, and
+        no image mean (the bounds need only the likelihood)."""
+        out = self.decoder(z, y)
         if self.components == 1:
-            return discretized_logistic_log_prob(x, mean, rest)
-        return discretized_logistic_mixture_log_prob(x, *self.mixture(rest))
+            raw_mean, raw_log_scale = out.chunk(2, dim=1)
+            return discretized_logistic_log_prob(x, torch.tanh(raw_mean),
+                                                 raw_log_scale.clamp(min=LOG_SCALE_MIN))
+        return discretized_logistic_mixture_log_prob(x, *self.mixture(out))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> VAEOutput:
@@ -286,9 +288,9 @@ def vae_log_likelihood_fn(model: VAE, x: torch.Tensor,
     def log_px_z(z: torch.Tensor) -> torch.Tensor:
         batch, samples, dim = z.shape
         y_rep = None if y is None else y.repeat_interleave(samples, dim=0)  # (B*S, ...)
-        mean, rest = model.decode(z.reshape(batch * samples, dim), y_rep)  # (B*S, C, H, W)
-        x_rep = x.unsqueeze(1).expand(batch, samples, *x.shape[1:]).reshape(mean.shape)
-        return model.log_px(x_rep, mean, rest).view(batch, samples)
+        x_rep = x.unsqueeze(1).expand(batch, samples, *x.shape[1:]).flatten(0, 1)
+        # (B*S, C, H, W) images against (B*S, D) latents
+        return model.log_px_z(x_rep, z.reshape(batch * samples, dim), y_rep).view(batch, samples)
 
     return log_px_z
 
