@@ -5,13 +5,17 @@ from __future__ import annotations
 import torch
 
 from genduel.evaluate.memorization import memorization_rows
+from genduel.evaluate.samples import embed
 
 
 def test_a_model_returning_training_images_is_flagged_and_fresh_draws_are_not(banded,
                                                                                stub_judge,
                                                                                tmp_path):
     train, test, fresh = banded(400, 0), banded(200, 1), banded(200, 2)
-    rows = memorization_rows({"copier": train.images[:200], "fresh": fresh.images}, train, test,
+    features = {name: embed(stub_judge, images, 64, torch.device("cpu")).features
+                for name, images in (("copier", train.images[:200]), ("fresh", fresh.images))}
+    rows = memorization_rows({"copier": (train.images[:200], features["copier"]),
+                              "fresh": (fresh.images, features["fresh"])}, train, test,
                              judge=stub_judge, n=200, seed=0, batch_size=64,
                              device=torch.device("cpu"), out_dir=tmp_path)
     copier, novel = rows["copier"], rows["fresh"]

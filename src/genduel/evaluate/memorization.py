@@ -29,10 +29,11 @@ def _pixels(images: torch.Tensor) -> np.ndarray:
     return images.flatten(1).numpy().astype(np.float32) / 255.0  # (N, D) in [0, 1]
 
 
-def memorization_rows(samples: dict[str, torch.Tensor], train: Split, test: Split, *,
-                      judge: torch.nn.Module, n: int, seed: int, batch_size: int,
+def memorization_rows(samples: dict[str, tuple[torch.Tensor, np.ndarray]], train: Split,
+                      test: Split, *, judge: torch.nn.Module, n: int, seed: int, batch_size: int,
                       device: torch.device, out_dir: Path) -> dict[str, dict[str, float]]:
-    """The four memorization keys of each row of ``samples`` (uint8 (N, C, H, W) per row).
+    """The four memorization keys of each row of ``samples``: row -> (uint8 images (N, C, H, W),
+    their judge features (N, F), as the sample metrics computed them).
 
     Writes ``out_dir/memorization_<row>.png`` for each row.
     """
@@ -43,11 +44,10 @@ def memorization_rows(samples: dict[str, torch.Tensor], train: Split, test: Spli
     test_ft_nn, _ = nearest_neighbours(embed(judge, test_images, batch_size, device).features,
                                        train_fs.features)
     rows = {}
-    for name, images in samples.items():
+    for name, (images, features) in samples.items():
         images = images[:n]
         px_nn, px_idx = nearest_neighbours(_pixels(images), train_px)
-        ft_nn, _ = nearest_neighbours(embed(judge, images, batch_size, device).features,
-                                      train_fs.features)
+        ft_nn, _ = nearest_neighbours(features[:n], train_fs.features)
         px, ft = memorization_stats(px_nn, test_px_nn), memorization_stats(ft_nn, test_ft_nn)
         rows[name] = {"nn_ratio_pixels": px["nn_ratio"], "copy_share_pixels": px["copy_share"],
                       "nn_ratio_features": ft["nn_ratio"],

@@ -163,7 +163,8 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
                                  reference=reference, test_fs=test_fs, device=device,
                                  out_dir=out_dir)
     for name, values in memorization_rows(
-            {name: run.first_draw for name, run in runs.items()}, inputs.train, inputs.test,
+            {name: (run.first_draw, run.first_features) for name, run in runs.items()},
+            inputs.train, inputs.test,
             judge=judge, n=cfg.memorization_samples, seed=cfg.seed, batch_size=cfg.batch_size,
             device=device, out_dir=out_dir).items():
         results[name].update(values)
@@ -201,8 +202,8 @@ def _sample_rows(cfg: EvalConfig, models: dict[str, Any], inputs: EvalInputs, *,
                  device: torch.device, out_dir: Path
                  ) -> tuple[dict[str, SamplerResult], dict[str, dict[str, Any]]]:
     """Each model's and baseline's sample draws, the real row, and the label accuracy of
-    conditional models
-    (and of the judge on the test set, for comparison, when any model is conditional)."""
+    conditional models (and of the judge on the test set, for comparison, when any model is
+    conditional)."""
     k = inputs.train.num_classes
     samplers = {**models, **{name: PixelGaussian(inputs.train.images, inputs.train.labels,
                                                  per_class=per_class).to(device)
@@ -243,9 +244,7 @@ def _protocol(cfg: EvalConfig, inputs: EvalInputs, reference: FeatureSet, n_test
         "reference": f"{len(reference.features)} train images (seed {cfg.seed})",
         "real_row": f"{min(cfg.num_samples, n_test)} test images per draw",
         "pixels": "samples rounded to 8-bit like the data",
-        "vae_image": (f"VAE samples: {cfg.vae_image} of p(x | z) at z ~ N(0, I) ('mean': the "
-                      "decoder mean; 'mode': per pixel the mean of its most probable mixture "
-                      "component)"),
+        "vae_image": cfg.vae_image,
         "features": f"judge penultimate layer ({reference.features.shape[1]} dims)",
         "judge_sha256": inputs.judge_sha256, "judge_test_accuracy": inputs.judge_accuracy,
         "is_splits": cfg.is_splits, "kid_subsets": cfg.kid_subsets,

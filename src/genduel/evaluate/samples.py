@@ -39,10 +39,12 @@ SampleFn = Callable[[int, torch.Generator], torch.Tensor]
 
 
 class SamplerResult(NamedTuple):
-    """What :func:`evaluate_sampler` returns: summarized metrics and draw 0's uint8 images."""
+    """What :func:`evaluate_sampler` returns: summarized metrics, draw 0's uint8 images and
+    their judge features."""
 
     metrics: dict[str, float]
     first_draw: torch.Tensor  # uint8 (num_samples, C, H, W)
+    first_features: np.ndarray  # float32 (num_samples, feature_dim)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
         log.info("%s draw %d/%d: %s", name, d + 1, cfg.draws, _brief(per_draw[-1]))
     save_npz(out_dir / f"features_{name}.npz", features=np.concatenate(feats),
              logits=np.concatenate(logits), draw=np.repeat(np.arange(cfg.draws), cfg.num_samples))
-    return SamplerResult(metrics.summarize_draws(per_draw), first)
+    return SamplerResult(metrics.summarize_draws(per_draw), first, feats[0])
 
 
 def evaluate_real(cfg: EvalConfig, *, test: FeatureSet, reference: FeatureSet,

@@ -303,10 +303,14 @@ def inference_blocks(inp: ReportInputs) -> list[Block]:
     ]
 
 
+#: ``eval.vae_image`` -> how the report names the VAE's sample images.
+VAE_IMAGE_NAMES = {"mean": "decoder mean",
+                   "mode": "per-pixel mode, each pixel's most probable component"}
+
+
 def _vae_image(inp: ReportInputs) -> str:
     """How the VAE's samples were made, from the protocol (older runs: the decoder mean)."""
-    text = inp.protocol.get("vae_image", "")
-    return "per-pixel mode of p(x ∣ z)" if ": mode " in text else "decoder mean"
+    return VAE_IMAGE_NAMES.get(inp.protocol.get("vae_image", "mean"), "decoder mean")
 
 
 def samples_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
@@ -409,7 +413,7 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
         ["Sample seeds", ", ".join(map(str, proto["sample_seeds"]))],
         ["Reference set", proto["reference"]],
         ["Pixels", proto["pixels"]],
-        ["VAE samples", proto.get("vae_image", "decoder mean")],
+        ["VAE samples", f"{_vae_image(inp)} of p(x ∣ z) at z ~ N(0, I)"],
         ["Feature extractor", proto["features"]],
         ["Judge sha256", f"`{proto['judge_sha256']}`"],
         ["Judge test accuracy", f"{100 * inp.judge.get('test_accuracy', float('nan')):.2f} %"],
