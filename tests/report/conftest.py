@@ -44,35 +44,49 @@ def _diag_rows(loss: str = "minimax") -> list[dict]:
     return diagnostics.epoch_table(rows, logits, 10, loss)
 
 
-def png(path: Path) -> None:
-    import matplotlib.pyplot as plt
+TILE = 28  #: the fixture manifest's image size
+
+
+def png(path: Path, rows: int = 2, cols: int = 2, seed: int = 0) -> None:
+    """A grey PNG with save_grid's geometry: rows x cols tiles of TILE px, 2 px padding."""
+    from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, np.zeros((4, 4)), cmap="gray")
+    pixels = np.random.default_rng(seed).integers(0, 256, (rows * (TILE + 2) + 2,
+                                                           cols * (TILE + 2) + 2), dtype=np.uint8)
+    Image.fromarray(pixels, mode="L").save(path)
 
 
 def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
     """The files the report reads, tiny, loaded; with ``extras`` also the optional eval outputs."""
     data, ev, art, metrics = root / "data", root / "eval", root / "artifacts", root / "metrics"
-    for path in (data / "real_grid.png", ev / "samples_vae.png", ev / "samples_gan.png",
-                 ev / "reconstructions_vae.png"):
-        png(path)
+    for seed, path in enumerate((data / "real_grid.png", ev / "samples_vae.png",
+                                 ev / "samples_gan.png", ev / "reconstructions_vae.png")):
+        png(path, 8, 8, seed)
     logits = np.eye(10)[np.arange(50) % 10]
     for name in ("vae", "gan"):
         np.savez(ev / f"features_{name}.npz", logits=logits)
     np.savez(ev / "features_real.npz", test_logits=logits)
     (art / "train_vae").mkdir(parents=True)
     (art / "train_gan").mkdir(parents=True)
-    (art / "train_vae" / "history.csv").write_text("step,elbo_nats\n1,-3000\n2,-2500\n")
+    (art / "train_vae" / "history.csv").write_text(
+        "step,elbo_nats,recon_nats,kl_nats\n1,-3000,2990,10\n2,-2500,2480,20\n")
     (art / "train_vae" / "epochs.csv").write_text("epoch,val_elbo_nats\n1,-2100\n")
     (art / "train_gan" / "history.csv").write_text(
         "step,d_loss,g_loss,d_real,d_fake\n1,1.3,0.7,0.5,0.5\n2,1.0,1.0,0.6,0.4\n")
+    for model in ("vae", "gan"):  # the fixed-noise grids saved after each training epoch
+        for epoch in (1, 2):
+            png(art / f"train_{model}" / "grids" / f"samples_epoch{epoch:03d}.png", 8, 8,
+                10 + epoch)
     if extras:
         diagnostics.write_table(_diag_rows("wgan_gp"), ev / "gan_diagnostics.csv")
-        png(ev / "studies" / "interp_vae.png")
+        png(ev / "studies" / "interp_vae.png", 8, 12)
+        png(ev / "studies" / "class_grid_vae.png", 10, 10)  # the conditional VAE's
         for name in ("vae", "gan"):
             png(ev / f"memorization_{name}.png")
         (ev / "studies" / "index.json").write_text(json.dumps({"figures": [
+            {"file": "class_grid_vae.png", "title": "VAE samples, one row per class",
+             "caption": "Row k: label k"},
             {"file": "interp_vae.png", "title": "VAE interpolation", "caption": "Rows join x_a"}]}))
     proto = {"draws": 3, "num_samples": 50, "sample_seeds": [4, 5, 6], "reference": "r",
              "pixels": "p", "features": "f", "judge_sha256": "abc", "is_splits": 10,
@@ -81,6 +95,11 @@ def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
     if extras:
         for name, ratio in (("vae", 1.2), ("gan", 0.3)):
             ev_json[name].update({"nn_ratio_pixels": ratio, "copy_share_pixels": 0.01})
+        # precision within noise (gap 0.02 < sqrt(0.05² + 0.04²)), recall and coverage not
+        ev_json["vae"].update({"precision": 0.50, "precision_std": 0.05, "recall": 0.30,
+                               "recall_std": 0.01, "classes_well_covered": 10.0})
+        ev_json["gan"].update({"precision": 0.52, "precision_std": 0.04, "recall": 0.10,
+                               "recall_std": 0.01, "classes_well_covered": 8.0})
     metrics.mkdir()
     for name, values in ev_json.items():  # numbers in metrics/, protocol and settings in eval/
         details = {"protocol": proto, **({"model_params": values.pop("model_params")}
@@ -91,7 +110,8 @@ def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
     for name in ("vae", "gan"):
         (metrics / f"train_{name}.json").write_text(json.dumps({"epochs": 1}))
     (data / "manifest.json").write_text(json.dumps(
-        {"dataset": "fashion_mnist", "classes": list("abcdefghij")}))
+        {"dataset": "fashion_mnist", "classes": list("abcdefghij"),
+         "image_shape": [1, TILE, TILE]}))
     return load_inputs(metrics, data, "GenDuel test", ev, commit="c0ffee")
 
 
@@ -123,3 +143,9 @@ def diag_rows() -> Callable[..., list[dict]]:
 def fake_run() -> Callable[..., ReportInputs]:
     """(root, extras=...) -> the loaded inputs of a tiny run written under ``root``."""
     return _fake_run
+
+
+@pytest.fixture
+def grid_png() -> Callable[..., None]:
+    """(path, rows, cols, seed) -> a PNG with save_grid's geometry of TILE px tiles."""
+    return png

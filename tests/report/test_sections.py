@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from genduel.evaluate import gan_diagnostics as diagnostics
-from genduel.report.document import Heading, to_markdown
+from genduel.report.document import Gallery, Heading, to_markdown
+from genduel.report.figures import Figures, Image
 from genduel.report.inputs import ReportInputs
 from genduel.report.sections import (
     DASH,
     NO_ENCODER,
-    diagnostics_blocks,
-    diagnostics_rows,
+    coverage_note,
     inference_blocks,
     inference_rows,
     ladder_blocks,
@@ -20,8 +20,8 @@ from genduel.report.sections import (
     memorization_blocks,
     metric_rows,
     model_blocks,
-    winners,
 )
+from genduel.report.visuals import diagnostics_blocks, diagnostics_rows
 
 
 def inputs(ev: dict, judge: dict | None = None, diagnostics: list | None = None) -> ReportInputs:
@@ -31,10 +31,22 @@ def inputs(ev: dict, judge: dict | None = None, diagnostics: list | None = None)
                         commit="c", diagnostics=diagnostics or [])
 
 
-def test_winner_follows_each_metrics_direction(evals):
-    text = winners(evals(vae_fid=30, gan_fid=20, vae_is=7, gan_is=5))
-    assert "FID: **GAN**" in text  # lower is better
-    assert "Inception Score: **VAE**" in text  # higher is better
+def test_winner_column_follows_each_metrics_direction_and_bolds_the_winner(evals):
+    rows = {r[0]: r for r in metric_rows(evals(vae_fid=30, gan_fid=20, vae_is=7, gan_is=5))}
+    assert rows["FID"][2:5] == ["30 ± 0.5", "**20**", "**GAN**"]  # lower is better
+    assert rows["Inception Score"][2:5] == ["**7**", "5", "**VAE**"]  # higher is better
+
+
+def test_winner_column_marks_a_gap_within_the_combined_std_as_a_tie(evals):
+    ev = evals(30, 20, 7, 5)
+    ev["vae"]["fid_std"], ev["gan"]["fid_std"] = 8.0, 6.0  # gap 10 = combined std 10: a win
+    assert metric_rows(ev)[0][4] == "**GAN**"
+    ev["gan"]["fid_std"] = 5.0  # combined 9.4 < gap 10: still a win
+    assert metric_rows(ev)[0][4] == "**GAN**"
+    ev["vae"]["fid_std"] = 9.0  # combined 10.3 > gap 10: a tie, nothing in bold
+    assert metric_rows(ev)[0][2:5] == ["30 ± 9", "20 ± 5", "tie"]
+    del ev["gan"]["fid"]
+    assert metric_rows(ev)[0][2:5] == ["30 ± 9", "n/a", DASH]
 
 
 def test_metric_rows_show_direction_and_std_and_skip_likelihood_keys(evals):
@@ -43,9 +55,9 @@ def test_metric_rows_show_direction_and_std_and_skip_likelihood_keys(evals):
     rows = metric_rows(ev)
     labels = [r[0] for r in rows]
     assert labels == ["FID", "Inception Score"]
-    assert rows[0][1] == "↓ lower" and rows[1][1] == "↑ higher"
-    assert rows[0][2] == "30 ± 0.5" and rows[0][3] == "20"
-    assert rows[0][4:] == ["1", "100", "200"]  # real data, then the two baseline rungs
+    assert rows[0][1] == "↓\u00a0lower" and rows[1][1] == "↑\u00a0higher"
+    assert rows[0][2:5] == ["30 ± 0.5", "**20**", "**GAN**"]
+    assert rows[0][5:] == ["1", "100", "200"]  # real data, then the two baseline rungs
 
 
 def test_gan_likelihood_is_stated_as_absent():
@@ -53,7 +65,7 @@ def test_gan_likelihood_is_stated_as_absent():
           "gan": {}, "real": {}}
     rows = likelihood_rows(ev, [10])
     assert rows[0][2] == "-2000" and "no likelihood" in rows[0][3] and rows[0][4:] == ["-"] * 3
-    assert rows[0][1] == "↑ higher" and rows[1][1] == "↓ lower"
+    assert rows[0][1] == "↑\u00a0higher" and rows[1][1] == "↓\u00a0lower"
     assert rows[2][0] == "IWAE k=10 (nats/image)" and rows[2][2] == "-1990"
     assert not any("Parzen" in r[0] for r in rows)  # no Parzen keys, no Parzen rows
 
@@ -71,10 +83,10 @@ def test_parzen_rows_fill_all_three_columns_of_the_likelihood_table():
     ev = parzen_evals()
     rows = {r[0]: r for r in likelihood_rows(ev, [])}
     parzen = rows["Parzen window log-likelihood (nats/image, pixels in [0, 1])"]
-    assert parzen[1:] == ["↑ higher", "250 ± 4", "300 ± 5", "370 ± 3", "120 ± 6", "n/a"]
+    # gap 50 > sqrt(4² + 5²): the GAN's value in bold
+    assert parzen[1:] == ["↑\u00a0higher", "250 ± 4", "**300 ± 5**", "370 ± 3", "120 ± 6", "n/a"]
     assert rows["Parzen σ (chosen on validation images)"][2:5] == ["0.13", "0.16", "0.16"]
     assert "Parzen" not in " ".join(r[0] for r in metric_rows(ev))  # not a sample metric
-    assert "Parzen" not in winners(ev)
 
 
 def test_likelihood_section_has_a_real_column_and_states_the_parzen_weaknesses():
@@ -93,7 +105,8 @@ def test_inference_table_has_directions_the_judge_ceiling_and_no_gan_encoder():
         "Linear probe accuracy (true labels)", "k-NN probe accuracy (true labels)",
         "Reconstruction MSE (per pixel, [0, 1] units)",
         "Reconstruction MAE (8-bit levels per pixel)"]
-    assert [r[1] for r in rows] == ["↑ higher", "↑ higher", "↓ lower", "↓ lower"]
+    up, down = "↑\u00a0higher", "↓\u00a0lower"  # no-break spaces: the cell never wraps
+    assert [r[1] for r in rows] == [up, up, down, down]
     assert [r[2] for r in rows] == ["0.78", "0.81", "0.012", "14.5"]
     assert all(r[3] == NO_ENCODER == "no inference model (no encoder)" for r in rows)
     assert rows[0][4] == "judge: 0.92" and rows[2][4] == "0 (perfect)"
@@ -147,14 +160,14 @@ def test_diagnostics_rows_format_each_epoch(diag_rows):
 
 def test_diagnostics_section_labels_critic_scores_for_wgan(with_params, diag_rows):
     ev = with_params()
-    md = to_markdown(diagnostics_blocks(inputs(ev, diagnostics=diag_rows("wgan_gp")), {}))
+    md = to_markdown(diagnostics_blocks(inputs(ev, diagnostics=diag_rows("wgan_gp")), Figures()))
     assert "| Epoch | critic f(x) | critic f(G(z)) | Critic accuracy |" in md
     assert "Epoch 1: critic separates real and fake almost perfectly" in md
     bce = to_markdown(diagnostics_blocks(inputs(with_params(None, None),
-                                                diagnostics=diag_rows()), {}))
+                                                diagnostics=diag_rows()), Figures()))
     assert "| Epoch | D(x) | D(G(z)) | D accuracy |" in bce and "Reading the flags" in bce
     assert "Epoch 1: discriminator saturated (accuracy >= 0.95)." in bce
-    assert diagnostics_blocks(inputs(ev), {}) == []
+    assert diagnostics_blocks(inputs(ev), Figures()) == []
 
 
 def test_ladder_marks_each_model_against_each_rung_in_the_metrics_direction(evals):
@@ -171,16 +184,36 @@ def test_ladder_marks_each_model_against_each_rung_in_the_metrics_direction(eval
     assert "## Against the baseline ladder" in md and "| GAN vs Pixel G. |" in md
 
 
-def test_ladder_counts_ties_and_skips_missing_values():
+def test_ladder_counts_ties_within_noise_and_skips_missing_values():
     ev = {"vae": {"fid": 100.0}, "gan": {}, "real": {}, "class_gaussians": {"fid": 100.0},
           "pixel_gaussian": {}}
-    assert ladder_rows(ev) == [["FID", "↓ lower", DASH, "=", DASH, DASH, DASH, DASH]]
+    assert ladder_rows(ev) == [["FID", "↓\u00a0lower", DASH, "≈", DASH, DASH, DASH, DASH]]
+    ev["class_gaussians"].update(fid=104.0, fid_std=3.0)
+    ev["vae"]["fid_std"] = 4.0  # gap 4 < combined 5: a tie, not a win
+    assert ladder_rows(ev)[0][3] == "≈"
+    ev["class_gaussians"]["fid"] = 106.0
+    assert ladder_rows(ev)[0][3] == "✓"
 
 
 def test_memorization_section_lists_rows_with_the_keys_and_is_absent_without_them(evals):
     ev = evals(30, 20, 7, 5)
-    assert memorization_blocks(inputs(ev), {}) == []
+    assert memorization_blocks(inputs(ev), Figures()) == []
     ev["gan"].update({"nn_ratio_pixels": 0.3, "copy_share_pixels": 0.9})
-    md = to_markdown(memorization_blocks(inputs(ev), {"memorization_gan": "figures/m.png"}))
+    figs = Figures({"memorization_gan": Image("figures/m.png", True)})
+    blocks = memorization_blocks(inputs(ev), figs)
+    md = to_markdown(blocks)
     assert "| GAN | 0.3 | 0.9 |" in md and "VAE |" not in md
-    assert "![gan nearest training images](figures/m.png)" in md
+    assert isinstance(blocks[-1], Gallery) and blocks[-1].figures[0].scale == 3
+    assert "![GAN: samples (odd rows) above their nearest training images (even rows)]" \
+           "(figures/m.png)" in md
+
+
+def test_coverage_note_explains_why_the_two_class_counts_differ(with_params, diag_rows):
+    ev = with_params()
+    ev["gan"]["model_params"] = {**ev["gan"]["model_params"], "diag_samples": 2000}
+    ev["gan"]["classes_well_covered"] = 10.0
+    ev["vae"]["protocol"] = {"num_samples": 10000, "draws": 3}
+    inp = inputs(ev, diagnostics=diag_rows())  # the last epoch: 2 classes well covered
+    note = coverage_note(inp)
+    assert "10,000 samples" in note and "2,000 fixed-noise samples" in note
+    assert "10 for the GAN here" in note and "(2 after the last one)" in note

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from genduel.config import GAN_LOSSES
 from genduel.errors import DataError
 from genduel.evaluate import gan_diagnostics as diag
 
@@ -45,6 +46,16 @@ class ReportInputs:
     def protocol(self) -> dict[str, Any]:
         """The evaluation protocol (the same for every model; the VAE's copy is read)."""
         return self.evals["vae"]["protocol"]
+
+    @property
+    def gan_loss(self) -> str:
+        """``gan.loss`` from the GAN's model_params; without them (older runs), critic scores
+        outside [0, 1] in the diagnostics mean WGAN-GP (probabilities cannot leave it)."""
+        loss = (self.evals["gan"].get("model_params") or {}).get("loss")
+        if loss in GAN_LOSSES:
+            return loss
+        values = [diag.number(r, k) for r in self.diagnostics for k in ("d_real", "d_fake")]
+        return "wgan_gp" if any(v < 0 or v > 1 for v in values) else "non_saturating"
 
     @property
     def classes(self) -> list[str]:

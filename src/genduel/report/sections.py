@@ -1,27 +1,34 @@
-"""The report's sections: each a function of the inputs (and, where it shows figures, of the
-figure paths of :func:`genduel.report.figures.draw_all`) returning its document blocks.
+"""The report's text and table sections: each a function of the inputs returning its blocks
+(the sections that show figures are in :mod:`genduel.report.visuals`).
 
 Sections whose inputs are optional return ``[]`` when those are absent: "Models compared"
-without ``model_params`` in the eval files, "GAN training diagnostics" without
-``eval/gan_diagnostics.csv``, "Latent space" without study figures. Which table a metric goes
-in comes from its ``kind`` in :data:`genduel.metrics.table.METRICS`.
+without ``model_params`` in the eval files, "Memorization check" without its keys. Which table a
+metric goes in comes from its ``kind`` in :data:`genduel.metrics.table.METRICS`; which model is
+better on a row, or whether the row is a tie, from :mod:`genduel.report.verdict`. Every table
+links to its explanation in "How to read this" (:mod:`genduel.report.glossary`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from genduel import config
-from genduel.evaluate import gan_diagnostics as diag
-from genduel.metrics.table import INFERENCE, MEMORIZATION, METRICS, SAMPLE, keys_of_kind
-from genduel.report.document import Block, Figure, Heading, Para, Table, fmt
+from genduel.metrics.table import INFERENCE, LIKELIHOOD, MEMORIZATION, METRICS, SAMPLE, keys_of_kind
+from genduel.report import verdict
+from genduel.report.document import (
+    PIXEL_SCALE,
+    Block,
+    Bullets,
+    Figure,
+    Gallery,
+    Heading,
+    Para,
+    Table,
+    fmt,
+)
+from genduel.report.figures import Figures
+from genduel.report.glossary import link
 from genduel.report.inputs import BASELINES, COLUMNS, ROWS, ReportInputs
 from genduel.report.variants import DASH, settings_rows
-
-Figures = Mapping[str, str]  # figure name -> path relative to the report
 
 NO_ENCODER = "no inference model (no encoder)"
 PARZEN_CAVEAT = (
@@ -35,53 +42,37 @@ PARZEN_CAVEAT = (
     "a density on [0, 1] pixels, not a probability of 8-bit images, so it is not comparable "
     "with the ELBO and IWAE rows: compare it only across the columns of its own row.")
 
-DIAGNOSTICS_NOTE = (
-    f"**Reading the flags** (heuristics with hand-picked thresholds; check them against the "
-    f"per-epoch sample grids). *Discriminator saturated*: D classifies at least "
-    f"{diag.SATURATED_ACCURACY:.0%} of real and fake images right: it rejects the fakes "
-    f"confidently, and as D(G(z)) → 0 the minimax generator's gradient vanishes (Goodfellow et "
-    f"al. 2014, sec. 3); the non-saturating loss keeps a gradient there. For WGAN-GP the "
-    f"same accuracy only says the critic separates the two sets: critic gradients do not "
-    f"saturate. *Near equilibrium*: "
-    f"accuracy within {diag.EQUILIBRIUM_TOLERANCE} of 0.5: D cannot tell real from fake, the "
-    f"D = 1/2 of the theory, or D has stopped learning. *Losses oscillate*: the per-step std of "
-    f"a loss exceeds {diag.OSCILLATION_RELATIVE_STD} × its scale (the larger of its |epoch mean| "
-    f"and log 2; for WGAN-GP, of the critic gap f(x) − f(G(z)) and log 2). *Possible mode "
-    f"collapse*: the judge finds fewer than K − {diag.COLLAPSE_MISSING_CLASSES} classes well "
-    f"covered in the epoch's samples, or their class histogram is more than log 2 nats from "
-    f"uniform (it spreads like fewer than K/2 classes), or {diag.COLLAPSE_LOST_CLASSES} or more "
-    f"well-covered classes were lost since the previous epoch.")
-
-
 def _arrow(key: str) -> str:
-    return "↑ higher" if METRICS[key].higher_is_better else "↓ lower"
+    return "↑\u00a0higher" if METRICS[key].higher_is_better else "↓\u00a0lower"  # no wrap
+
+
+#: ``eval.vae_image`` -> how the report names the VAE's sample images.
+VAE_IMAGE_NAMES = {"mean": "decoder mean",
+                   "mode": "per-pixel mode, each pixel's most probable component"}
+
+
+def vae_image(inp: ReportInputs) -> str:
+    """How the VAE's samples were made, from the protocol (older runs: the decoder mean)."""
+    return VAE_IMAGE_NAMES.get(inp.protocol.get("vae_image", "mean"), "decoder mean")
 
 
 def header_blocks(inp: ReportInputs) -> list[Block]:
-    """Title, what was compared and how, and the verdict by metric."""
+    """Title, the opening summary in words (who wins on what, by how much, what is within
+    noise), and what was compared and how."""
     proto = inp.protocol
+    summary = verdict.opening(inp.evals, proto.get("draws", "?"))
     return [
         Heading(inp.title, 1),
+        Para(summary.verdict, lead=True),
+        *([Bullets(summary.groups)] if summary.groups else []),
+        Para(summary.caveat),
         Para(f"Dataset **{inp.manifest.get('dataset')}**, code commit `{inp.commit}`. Every "
-             f"number below is the mean ± std over {proto['draws']} independent draws of "
-             f"{proto['num_samples']} samples per model; the *Real data* column scores held-out "
-             "test images the same way, i.e. what a perfect model would get at this sample size."),
-        Para("**Verdict by metric.** " + winners(inp.evals)),
+             f"sample metric is the mean ± std over {proto.get('draws', '?')} independent draws "
+             f"of {proto.get('num_samples', '?')} samples per model; the *Real data* column "
+             "scores held-out test images the same way, i.e. what a perfect model would get at "
+             "this sample size. Each table links to [How to read this](#how-to-read-this), "
+             "which explains every metric once."),
     ]
-
-
-def winners(evals: dict[str, dict[str, Any]]) -> str:
-    """One sentence per sample metric naming the better model."""
-    parts = []
-    for key in keys_of_kind(SAMPLE):
-        if key not in evals["vae"] or key not in evals["gan"]:
-            continue
-        v, g = evals["vae"][key], evals["gan"][key]
-        if v == g:
-            continue
-        better = "VAE" if (v > g) == METRICS[key].higher_is_better else "GAN"
-        parts.append(f"{METRICS[key].label}: **{better}**")
-    return "; ".join(parts) + "." if parts else "No sample metric separates the models."
 
 
 def model_blocks(inp: ReportInputs) -> list[Block]:
@@ -90,7 +81,7 @@ def model_blocks(inp: ReportInputs) -> list[Block]:
     if vae is None and gan is None:
         return []
     blocks: list[Block] = [Heading("Models compared"),
-                           Table(["Setting", "VAE", "GAN"], settings_rows(vae, gan))]
+                           Table(["Setting", "VAE", "GAN"], settings_rows(vae, gan), link())]
     vae_cond, gan_cond = bool((vae or {}).get("conditional")), bool((gan or {}).get("conditional"))
     if vae_cond:
         blocks.append(Para(
@@ -110,31 +101,66 @@ def model_blocks(inp: ReportInputs) -> list[Block]:
     return blocks
 
 
+def winner_cells(evals: dict[str, dict[str, Any]], key: str, std_suffix: str = "_std"
+                 ) -> tuple[str, list[str]]:
+    """The "Winner" cell of a row (**VAE**, **GAN**, ``tie`` or DASH when either lacks the
+    number) and the cells of every row of :data:`ROWS`, the winner's value in bold."""
+    cells = [fmt(evals.get(m, {}).get(key), evals.get(m, {}).get(key + std_suffix))
+             for m in ROWS]
+    comp = verdict.compare(evals, key)
+    if comp is None:
+        return DASH, cells
+    if comp.winner == verdict.TIE:
+        return "tie", cells
+    i = ROWS.index(comp.winner.lower())
+    cells[i] = f"**{cells[i]}**"
+    return f"**{comp.winner}**", cells
+
+
 def metric_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """One row per sample metric present in the files: label, direction, then every row of
-    :data:`ROWS` (models, real data, baselines)."""
+    """One row per sample metric present in the files: label, direction, VAE, GAN, the winner
+    (by the tie rule of :mod:`genduel.report.verdict`), then real data and the baselines."""
     rows = []
     for key in keys_of_kind(SAMPLE):
         if not any(key in evals.get(m, {}) for m in ROWS):
             continue
-        cells = [fmt(evals.get(m, {}).get(key), evals.get(m, {}).get(f"{key}_std"))
-                 for m in ROWS]
-        rows.append([METRICS[key].label, _arrow(key), *cells])
+        winner, cells = winner_cells(evals, key)
+        rows.append([METRICS[key].label, _arrow(key), *cells[:2], winner, *cells[2:]])
     return rows
 
 
 def sample_metric_blocks(inp: ReportInputs) -> list[Block]:
     """The sample-quality table (judge features), models, real data and baselines side by side."""
-    return [
+    blocks: list[Block] = [
         Heading("Sample quality and diversity (judge features)"),
-        Table(["Metric", "Better", *(COLUMNS[m] for m in ROWS)], metric_rows(inp.evals)),
-        Para("FID and KID here use the features of the pipeline's own judge classifier, not "
-             "Inception-v3: compare them across GenDuel runs with the same judge checksum, not "
-             "with numbers published for Inception features. The two baseline columns learn "
-             "nothing but the mean and covariance of the training pixels (of each class, or of "
-             "all images); a model that loses to them on a metric has not learned, by that "
-             "metric, more than pixel statistics."),
+        Table(["Metric", "Better", COLUMNS["vae"], COLUMNS["gan"], "Winner",
+               *(COLUMNS[m] for m in ROWS[2:])],
+              metric_rows(inp.evals), link(SAMPLE)),
+        Para("*Winner*: the better of VAE and GAN (in bold), or *tie* when the gap is below the "
+             "combined ± of the two. FID and KID use the pipeline's own judge classifier, not "
+             "Inception-v3: compare them only across GenDuel runs with the same judge. The two "
+             "baseline columns learn nothing but the mean and covariance of the training pixels "
+             "(of each class, or of all images)."),
     ]
+    if inp.diagnostics and "classes_well_covered" in inp.evals["gan"]:
+        blocks.append(Para(coverage_note(inp)))
+    return blocks
+
+
+def coverage_note(inp: ReportInputs) -> str:
+    """Why the GAN's "classes well covered" here and in the diagnostics' last epoch can differ:
+    different sample sets of different sizes, one class near the threshold."""
+    proto, gan = inp.protocol, inp.evals["gan"]
+    diag_n = (gan.get("model_params") or {}).get("diag_samples")
+    last = inp.diagnostics[-1].get("classes_well_covered")
+    diag_text = f"{diag_n:,} fixed-noise samples" if diag_n else "the fixed-noise samples"
+    return (f"*Classes well covered* counts classes with at least 2 % of a draw's "
+            f"{proto.get('num_samples', '?'):,} samples (mean over the draws): "
+            f"{fmt(gan['classes_well_covered'])} for the GAN here. The GAN training diagnostics "
+            f"below count the same on the {diag_text} saved after each epoch ({fmt(last)} after "
+            "the last one): a class whose share is near the 2 % line can land on either side in "
+            "a smaller or different sample set, so the two counts may differ by a class "
+            "without contradicting each other.")
 
 
 #: Metrics the ladder compares: every sample metric but the conditional-only label accuracy,
@@ -143,14 +169,15 @@ LADDER_KEYS = (*(k for k in keys_of_kind(SAMPLE) if k != "label_accuracy"), "par
 
 
 def beats(model: dict[str, Any], rung: dict[str, Any], key: str) -> str | None:
-    """"✓" when ``model`` is strictly better than ``rung`` on ``key``, "✗" when worse, "=" when
-    equal, None when either lacks the key."""
+    """"✓" when ``model`` is better than ``rung`` on ``key``, "✗" when worse, "≈" when the gap
+    is within their combined ± (the tie rule of :func:`genduel.report.verdict.decide`), None
+    when either lacks the key."""
     a, b = model.get(key), rung.get(key)
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return None
-    if a == b:
-        return "="
-    return "✓" if (a > b) == METRICS[key].higher_is_better else "✗"
+    side = verdict.decide(a, b, verdict.spread(model, key), verdict.spread(rung, key),
+                          METRICS[key].higher_is_better)
+    return {1: "✓", -1: "✗", 0: "≈"}[side]
 
 
 def ladder_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
@@ -188,10 +215,11 @@ def ladder_blocks(inp: ReportInputs) -> list[Block]:
     return [
         Heading("Against the baseline ladder"),
         Para("Every number needs a scale. ✓: the model is better than that row on the metric, "
-             "✗: worse. *Real data* (held-out test images) is the floor a perfect model reaches "
-             "at this sample size; the *per-class pixel Gaussians* (mean and full covariance "
-             "of each class's training pixels) and *one pixel Gaussian* learn nothing else."),
-        Table(header, ladder_rows(inp.evals)),
+             "✗: worse, ≈: within the combined ± of the two. *Real data* (held-out test "
+             "images) is the floor a perfect model reaches at this sample size; the *per-class "
+             "pixel Gaussians* (mean and full covariance of each class's training pixels) and "
+             "*one pixel Gaussian* learn nothing else."),
+        Table(header, ladder_rows(inp.evals), link(SAMPLE)),
         Para(" ".join(ladder_summary(inp.evals, m) for m in ("vae", "gan"))),
     ]
 
@@ -222,14 +250,15 @@ def memorization_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
              "copies. *Near-copy share*: samples closer to a training image than 99 % of test "
              "images are; about 0.01 when nothing is copied, 1 for a model that returns training "
              "images."),
-        Table(header, rows),
+        Table(header, rows, link(MEMORIZATION)),
+        Para("No winner is marked: a higher NN ratio means less copying, not better samples "
+             "(blurry samples lie far from every training image)."),
     ]
-    pairs = [(m, figs[f"memorization_{m}"]) for m in ("vae", "gan")
-             if f"memorization_{m}" in figs]
-    if pairs:
-        blocks.append(Table([f"{m.upper()}: samples (odd rows) above their nearest training "
-                             "images (even rows)" for m, _ in pairs],
-                            [[f"![{m} nearest training images]({path})" for m, path in pairs]]))
+    shown = [Figure(figs[f"memorization_{m}"].path, f"{m.upper()}: samples (odd rows) above "
+                    "their nearest training images (even rows)", PIXEL_SCALE)
+             for m in ("vae", "gan") if f"memorization_{m}" in figs]
+    if shown:
+        blocks.append(Gallery(shown))
     return blocks
 
 
@@ -246,14 +275,14 @@ def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list
             vae_only("ELBO (bits/dim)", _arrow("bits_per_dim"), "bits_per_dim")]
     rows += [vae_only(f"IWAE k={k} (nats/image)", _arrow("iwae_nats"), f"iwae_k{k}_nats")
              for k in iwae_k]
-    rows.append(vae_only("Reconstruction E_q log p(x ∣ z) (nats)", "↑ higher",
+    rows.append(vae_only("Reconstruction E_q log p(x ∣ z) (nats)", "↑\u00a0higher",
                          "recon_log_px_z_nats", "no encoder"))
     rows.append(vae_only("KL(q(z ∣ x) ‖ p(z)) (nats)", "(trade-off)", "kl_nats", "-"))
     cols = [evals.get(m, {}) for m in ROWS]
     if any("parzen_ll_nats" in c for c in cols):
+        _, cells = winner_cells(evals, "parzen_ll_nats", "_sem")  # the better model in bold
         rows.append(["Parzen window log-likelihood (nats/image, pixels in [0, 1])",
-                     _arrow("parzen_ll_nats"),
-                     *(fmt(c.get("parzen_ll_nats"), c.get("parzen_ll_nats_sem")) for c in cols)])
+                     _arrow("parzen_ll_nats"), *cells])
         rows.append(["Parzen σ (chosen on validation images)", "(selected)",
                      *(fmt(c.get("parzen_sigma")) for c in cols)])
     return rows
@@ -264,7 +293,8 @@ def likelihood_blocks(inp: ReportInputs) -> list[Block]:
     header = ["Quantity (test set)", "Better", *(COLUMNS[m] for m in ROWS)]
     return [
         Heading("Likelihood"),
-        Table(header, likelihood_rows(inp.evals, inp.protocol.get("iwae_k", []))),
+        Table(header, likelihood_rows(inp.evals, inp.protocol.get("iwae_k", [])),
+              link(LIKELIHOOD)),
         Para("The VAE's decoder is a discretized logistic over the 256 pixel levels, so its "
              "ELBO and IWAE rows are true lower bounds on the log-probability of the 8-bit test "
              "images (bits/dim = -bound / (pixels · ln 2)). The GAN is an implicit model with no "
@@ -293,7 +323,7 @@ def inference_blocks(inp: ReportInputs) -> list[Block]:
     return [
         Heading("Inference model"),
         Table(["Inference model (test set)", "Better", "VAE", "GAN", "Reference"],
-              inference_rows(inp.evals["vae"], judge_accuracy)),
+              inference_rows(inp.evals["vae"], judge_accuracy), link(INFERENCE)),
         Para("Only the VAE has an inference model q(z ∣ x). The probes, a logistic regression "
              "and a k-NN vote on the posterior means μ(x) fit on train images (see Protocol), "
              "predict the **true** class labels of the test images; the judge classifier's "
@@ -301,104 +331,6 @@ def inference_blocks(inp: ReportInputs) -> list[Block]:
              "Reconstructions are the decoder mean at z = μ(x). The GAN has no encoder, so none "
              "of these exist for it."),
     ]
-
-
-#: ``eval.vae_image`` -> how the report names the VAE's sample images.
-VAE_IMAGE_NAMES = {"mean": "decoder mean",
-                   "mode": "per-pixel mode, each pixel's most probable component"}
-
-
-def _vae_image(inp: ReportInputs) -> str:
-    """How the VAE's samples were made, from the protocol (older runs: the decoder mean)."""
-    return VAE_IMAGE_NAMES.get(inp.protocol.get("vae_image", "mean"), "decoder mean")
-
-
-def samples_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
-    """Real images, both models' sample grids, the VAE's reconstructions, class histograms."""
-    return [
-        Heading("Samples"),
-        Figure(figs["real"], "Real test images"),
-        Table([f"VAE samples ({_vae_image(inp)})", "GAN samples"],
-              [[f"![VAE samples]({figs['vae']})", f"![GAN samples]({figs['gan']})"]]),
-        Figure(figs["recon"], "VAE reconstructions: odd rows test images, even rows their "
-                              "reconstructions (decoder mean at the posterior mean)"),
-        Figure(figs["class_histograms"], "Class histogram of the judge's predictions: a model "
-                                         "that drops classes (mode collapse) shows missing bars"),
-    ]
-
-
-def latent_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
-    """The "Latent space" section: one sub-heading and figure per study; [] when none."""
-    if not inp.studies:
-        return []
-    blocks: list[Block] = [Heading("Latent space")]
-    for entry in inp.studies:
-        path = figs[f"studies/{entry['file']}"]
-        blocks += [Heading(entry.get("title") or Path(entry["file"]).stem, 3),
-                   Figure(path, entry.get("caption") or entry.get("title") or entry["file"])]
-    return blocks
-
-
-def training_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
-    """Both models' training curves and their epochs, steps and wall time."""
-    return [
-        Heading("Training"),
-        Figure(figs["vae_curves"], "VAE: training terms per step and validation ELBO per epoch"),
-        Figure(figs["gan_curves"], "GAN: losses and discriminator outputs per generator step"),
-        Table(["Model", "Epochs", "Steps", "Training time (s)"],
-              [[m.upper(), fmt(t.get("epochs")), fmt(t.get("steps")),
-                fmt(t.get("train_seconds"))] for m, t in inp.training.items()]),
-    ]
-
-
-def _loss_of(evals: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:
-    """``gan.loss`` from the GAN's model_params; without them, critic scores outside [0, 1]
-    mean WGAN-GP (probabilities cannot leave it)."""
-    loss = (evals["gan"].get("model_params") or {}).get("loss")
-    if loss in config.GAN_LOSSES:
-        return loss
-    values = [diag.number(r, k) for r in rows for k in ("d_real", "d_fake")]
-    return "wgan_gp" if any(v < 0 or v > 1 for v in values) else "non_saturating"
-
-
-def diagnostics_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    """One table row per epoch: epoch, D(x), D(G(z)), accuracy, losses ± std, classes, flags."""
-    out = []
-    for r in rows:
-        cov, well = diag.number(r, "classes_covered"), diag.number(r, "classes_well_covered")
-        classes = "n/a" if math.isnan(cov) else f"{cov:.0f} / {well:.0f}"  # NaN: no samples
-        out.append([str(r["epoch"]), fmt(diag.number(r, "d_real")), fmt(diag.number(r, "d_fake")),
-                    fmt(diag.number(r, "d_acc")),
-                    fmt(diag.number(r, "d_loss"), diag.number(r, "d_loss_std")),
-                    fmt(diag.number(r, "g_loss"), diag.number(r, "g_loss_std")),
-                    classes, str(r.get("flags") or "") or DASH])
-    return out
-
-
-def diagnostics_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
-    """The "GAN training diagnostics" section; [] when evaluate wrote no diagnostics."""
-    rows, num_classes = inp.diagnostics, len(inp.classes)
-    if not rows:
-        return []
-    wgan = _loss_of(inp.evals, rows) == "wgan_gp"
-    real, fake, acc = (("critic f(x)", "critic f(G(z))", "Critic accuracy") if wgan
-                       else ("D(x)", "D(G(z))", "D accuracy"))
-    header = ["Epoch", real, fake, acc, "d_loss ± std", "g_loss ± std",
-              f"Classes covered / well covered (of {num_classes})", "Flags"]
-    blocks: list[Block] = [
-        Heading("GAN training diagnostics"),
-        Para("Per epoch of GAN training: mean discriminator outputs and accuracy on real vs "
-             "fake over all steps, the mean ± std of the per-step losses, and the judge's view "
-             "of a fixed set of generator samples saved after the epoch."),
-        Table(header, diagnostics_rows(rows)),
-        Para(" ".join(diag.summary(rows))),
-        Para(DIAGNOSTICS_NOTE),
-    ]
-    if "gan_diagnostics" in figs:
-        blocks.append(Figure(figs["gan_diagnostics"], f"{acc} per epoch with chance (0.5) and "
-                             f"the saturation threshold ({diag.SATURATED_ACCURACY}); classes "
-                             "covered and well covered by each epoch's samples"))
-    return blocks
 
 
 def protocol_rows(inp: ReportInputs) -> list[list[str]]:
@@ -413,7 +345,7 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
         ["Sample seeds", ", ".join(map(str, proto["sample_seeds"]))],
         ["Reference set", proto["reference"]],
         ["Pixels", proto["pixels"]],
-        ["VAE samples", f"{_vae_image(inp)} of p(x ∣ z) at z ~ N(0, I)"],
+        ["VAE samples", f"{vae_image(inp)} of p(x ∣ z) at z ~ N(0, I)"],
         ["Feature extractor", proto["features"]],
         ["Judge sha256", f"`{proto['judge_sha256']}`"],
         ["Judge test accuracy", f"{100 * inp.judge.get('test_accuracy', float('nan')):.2f} %"],
@@ -434,4 +366,4 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
 
 def protocol_blocks(inp: ReportInputs) -> list[Block]:
     """The "Protocol" section: one table of settings and provenance."""
-    return [Heading("Protocol"), Table(["Item", "Value"], protocol_rows(inp))]
+    return [Heading("Protocol"), Table(["Item", "Value"], protocol_rows(inp), link())]
