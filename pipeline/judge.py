@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
                            tracker=ctx.tracker, checkpoint_path=args.checkpoint)
 
     return run_stage("judge", lambda: run_training(
-        "judge", "judge", checkpoint=args.checkpoint, metrics=args.metrics, kind="judge",
+        "judge", "judge", data=args.data, splits=("train", "val", "test"),
+        checkpoint=args.checkpoint, metrics=args.metrics, kind="judge",
         part="judge", build=build_judge, train=train))
 
 

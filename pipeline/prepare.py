@@ -14,6 +14,7 @@ from pathlib import Path
 from genduel import config
 from genduel.data.splits import prepare
 from genduel.stage import run_stage
+from genduel.tracking.base import dataset_refs
 from genduel.tracking.mlflow_store import stage_run
 
 log = logging.getLogger("genduel.prepare")
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         params = config.load_all()
         with stage_run("prepare", params["tracking"], config.flat_params(params, "data")) as tr:
             manifest = prepare(params["data"], args.raw_dir, args.out)
+            tr.log_inputs(dataset_refs(args.out))  # the same datasets the training runs name
             tr.log_metrics({f"{k}_images": v["count"] for k, v in manifest["splits"].items()})
             tr.log_artifact(args.out / "manifest.json", "data")
             tr.log_artifact(args.out / "real_grid.png", "data")

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                          artifacts_dir=args.artifacts, init_state=load_init(args.init, cfg))
 
     return run_stage("train_gan", lambda: run_training(
-        "train_gan", "gan", checkpoint=args.checkpoint, metrics=args.metrics, kind="gan",
+        "train_gan", "gan", data=args.data, splits=("train",),
+        checkpoint=args.checkpoint, metrics=args.metrics, kind="gan",
         part="generator", build=build_generator, train=train))
 
 

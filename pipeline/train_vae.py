@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                          artifacts_dir=args.artifacts)
 
     return run_stage("train_vae", lambda: run_training(
-        "train_vae", "vae", checkpoint=args.checkpoint, metrics=args.metrics, kind="vae",
+        "train_vae", "vae", data=args.data, splits=("train", "val"),
+        checkpoint=args.checkpoint, metrics=args.metrics, kind="vae",
         part="vae", build=build_vae, train=train))
 
 

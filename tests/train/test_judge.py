@@ -51,8 +51,9 @@ def test_learns_an_easy_task_and_the_checkpoint_round_trips(tmp_path):
     assert summary["test_accuracy"] >= 0.95 and summary["val_accuracy"] >= 0.95
     assert summary["steps"] == 3 * (640 // 32)
     assert len(tracker.metrics["train/loss"]) == summary["steps"] // 20
-    assert [s for s, _ in tracker.metrics["val/acc"]] == [20, 40, 60]
-    assert tracker.metrics["test/acc"][0][1] == summary["test_accuracy"]
+    assert [s for s, _ in tracker.metrics["val_accuracy"]] == [20, 40, 60]
+    assert tracker.metrics["val_accuracy"][-1][1] == summary["val_accuracy"]  # one name, JSON's
+    assert tracker.metrics["test_accuracy"] == [(summary["steps"], summary["test_accuracy"])]
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert ckpt["kind"] == "judge" and ckpt["epoch"] == 3 and ckpt["step"] == summary["steps"]

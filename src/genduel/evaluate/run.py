@@ -3,7 +3,8 @@
 :func:`run_evaluate` is the stage body: it loads the judge, the two models and the splits
 (:func:`load_inputs`), computes the rows under the stage's MLflow run (:func:`evaluate_all`),
 writes ``metrics/eval_<row>.json`` (numbers only) and ``eval/details_<row>.json`` (protocol and
-model settings, :func:`split_details`), and adds each model's numbers to its training run.
+model settings, :func:`split_details`), and records each row in MLflow, linked to the model it
+scores (:func:`~genduel.tracking.evaluation.log_evaluation`).
 
 A row gathers the sample metrics (:mod:`~genduel.evaluate.samples`, whose docstring states the
 sampling protocol), the Parzen window and, for the VAE, the ELBO/IWAE bounds
@@ -28,7 +29,12 @@ import torch
 from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.config import EvalConfig, RuntimeConfig, TrackingConfig, flatten
 from genduel.data.splits import Split, load_split
-from genduel.evaluate.gan_diagnostics import diagnostics_series, gan_epoch_diagnostics, write_table
+from genduel.evaluate.gan_diagnostics import (
+    COVERAGE_COLUMNS,
+    diagnostics_series,
+    gan_epoch_diagnostics,
+    write_table,
+)
 from genduel.evaluate.inception import inception_rows
 from genduel.evaluate.inference import inference_metrics, save_reconstructions
 from genduel.evaluate.likelihood import likelihood_bounds, parzen_rows
@@ -50,7 +56,9 @@ from genduel.models.judge import build_judge
 from genduel.models.vae import build_vae
 from genduel.provenance import library_versions
 from genduel.runtime import resolve_device, seed_everything
-from genduel.tracking.mlflow_store import log_to_run, stage_run
+from genduel.tracking.base import dataset_refs
+from genduel.tracking.evaluation import log_evaluation
+from genduel.tracking.mlflow_store import stage_run
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +124,12 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
                  paths: EvalPaths) -> dict[str, dict[str, Any]]:
     """The evaluate stage: seed, evaluate, write the metrics and details files, log to MLflow.
 
-    The stage's own run gets ``<row>/<key>`` metrics and the sample grids; the VAE's and the
-    GAN's training runs (ids from ``paths.vae_metrics`` / ``paths.gan_metrics``) get their row's
-    numbers under the same names as the metrics JSON, the GAN's also the per-epoch diagnostics
-    as metric histories.
+    The stage's run gets the data splits as inputs and the sample grids; each row's numbers go
+    to a run ``evaluate/<row>`` nested under it, under the names of the metrics JSON, linked to
+    the model the row's training run logged (run ids from ``paths.vae_metrics`` /
+    ``paths.gan_metrics``), the GAN's also with the per-epoch class coverage as histories
+    (:func:`~genduel.tracking.evaluation.log_evaluation`; the training runs get them too when
+    they belong to this pipeline run).
 
     Returns:
         The rows of :func:`evaluate_all`.
@@ -127,21 +137,25 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
     seed_everything(cfg.seed)
     device = resolve_device(rt)
     inputs = load_inputs(paths)
+    trained = {name: json.loads(path.read_text()).get("mlflow_run_id", "")
+               for name, path in (("vae", paths.vae_metrics), ("gan", paths.gan_metrics))}
     with stage_run("evaluate", tracking, {**flatten("runtime", rt), **flatten("eval", cfg)}
                    ) as tracker:
+        tracker.log_inputs(dataset_refs(paths.data))
         results = evaluate_all(cfg, inputs, device, paths.out)
+        rows = {}
         for name, values in results.items():
-            numbers, details = split_details(values)
-            write_json(paths.metrics_dir / f"eval_{name}.json", numbers)
+            rows[name], details = split_details(values)
+            write_json(paths.metrics_dir / f"eval_{name}.json", rows[name])
             write_json(paths.out / f"details_{name}.json",
                        {**details, "mlflow_run_id": tracker.run_id})
-            tracker.log_metrics({f"{name}/{k}": v for k, v in numbers.items()})
         tracker.log_artifact(paths.out / "samples_vae.png", "grids")
         tracker.log_artifact(paths.out / "samples_gan.png", "grids")
-    series = diagnostics_series(paths.out / "gan_diagnostics.csv")
-    for name, path in (("vae", paths.vae_metrics), ("gan", paths.gan_metrics)):
-        run_id = json.loads(path.read_text()).get("mlflow_run_id", "")
-        log_to_run(tracking, run_id, results[name], series=series if name == "gan" else ())
+        # Only the judge's class coverage: the other columns are train_gan's own epoch means.
+        coverage = [(step, {k: v for k, v in row.items()
+                            if k.removeprefix("diag/") in COVERAGE_COLUMNS})
+                    for step, row in diagnostics_series(paths.out / "gan_diagnostics.csv")]
+        log_evaluation(tracker, rows, trained, {"gan": coverage})
     return results
 
 

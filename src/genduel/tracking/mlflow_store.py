@@ -1,21 +1,31 @@
-"""The MLflow-backed :class:`~genduel.tracking.base.Tracker` and where its store lives.
+"""The MLflow-backed :class:`~genduel.tracking.base.Tracker`, where its store lives, and what the
+runs of a pipeline run look like.
 
 Default store: ``sqlite:///<repo root>/mlflow.db`` with artifacts under ``<repo root>/mlartifacts``,
 so ``mlflow ui`` started at the repo root shows every run. The repo root is ``$DVC_ROOT`` (set by
 DVC for stage commands); a queued ``dvc exp`` runs in ``<repo>/.dvc/tmp/exps/<tmp>``, which is
 mapped back to ``<repo>`` so that queued runs land in the same store and outlive the temp copy.
-
 ``tracking.uri`` (params) or ``$MLFLOW_TRACKING_URI`` selects a team server instead. Before any
 MLflow call, an http(s) server is probed with a short timeout and client retries are turned off,
 so an unreachable server is an error within seconds instead of a hang of minutes.
+
+Runs: one parent per pipeline run (:mod:`genduel.tracking.pipeline_run`), one nested run per
+stage that ran (:func:`stage_run`, named after the stage), and under ``evaluate`` one run per
+metrics row (``evaluate/<row>``, :mod:`genduel.tracking.evaluation`).
+
+Metric names, one per quantity: ``train/<k>`` at global optimizer steps (window means, as in
+``history.csv``); every number of a ``metrics/*.json`` under its JSON key, per epoch at the
+global step where the epoch ended when it has a history (its latest value is the file's);
+``diag/<k>`` the GAN's per-epoch class coverage (evaluate).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +33,15 @@ from typing import Any
 import torch
 
 from genduel.config import TrackingConfig
-from genduel.errors import TrackingError
-from genduel.io import numeric
+from genduel.errors import GenDuelError, TrackingError
+from genduel.tracking.base import DatasetRef, ModelExample
+from genduel.tracking.pipeline_run import (
+    KIND_TAG,
+    close_parent,
+    describe,
+    git_commit,
+    open_parent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +49,19 @@ _EXPS_TMP = os.path.join(".dvc", "tmp", "exps")
 #: src/genduel, shipped with every logged model so that its pickle finds the model classes.
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _BATCH = 500  # metrics buffered before one log_batch call (MLflow accepts up to 1000)
+#: MLflow keeps at most 36 characters of a dataset digest; the full sha256 is in the profile.
+DIGEST_CHARS = 16
+#: The experiment's description (its ``mlflow.note.content`` tag).
+EXPERIMENT_NOTE = (
+    "GenDuel: a VAE and a GAN trained on the same images and scored by the same judge "
+    "(FID, KID, IS, precision/recall on the judge's features; likelihood bounds for the VAE). "
+    "One parent run per pipeline run (`dvc repro` or `dvc exp run`), named after the DVC "
+    "experiment or `workspace@<commit>`, with one nested run per stage that ran; cached stages "
+    "have no run there. The models are logged as `judge`, `vae` and `generator`; evaluate "
+    "records each metrics row in a nested `evaluate/<row>` run linked to the logged model. "
+    "Metric names: `train/<k>` at training steps, the keys of metrics/*.json for everything "
+    "else. Source of truth for the numbers: metrics/*.json and reports/report.html.")
+__all__ = ["MlflowTracker", "git_commit", "stage_run"]
 
 
 def repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
@@ -69,48 +99,54 @@ def check_reachable(uri: str, timeout_s: float) -> None:
         ) from exc
 
 
-def git_commit(root: Path) -> str:
-    """HEAD's commit (with ``-dirty`` when tracked files changed), or ``unknown``."""
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                             timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    try:
-        sha = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
-
-
 def _configure_client(timeout_s: float) -> None:
     # Read by MLflow's REST client at request time: no retry storm against a dead server.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, timeout_s))))
 
 
-def _experiment_id(client: Any, name: str, root: Path, local: bool) -> str:
+def experiment_id(client: Any, name: str, root: Path, local: bool) -> str:
+    """The experiment ``name``, created (with :data:`EXPERIMENT_NOTE`) if missing; an existing
+    one without a description gets it."""
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = (root / "mlartifacts").as_uri() if local else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # another queued run created it first: use theirs
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        location = (root / "mlartifacts").as_uri() if local else None
+        try:
+            return client.create_experiment(name, artifact_location=location,
+                                            tags={"mlflow.note.content": EXPERIMENT_NOTE})
+        except Exception:  # another queued run created it first: use theirs
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if not exp.tags.get("mlflow.note.content"):
+        client.set_experiment_tag(exp.experiment_id, "mlflow.note.content", EXPERIMENT_NOTE)
+    return exp.experiment_id
+
+
+class _NoServingCheckWarning(logging.Filter):
+    """MLflow tries the input example on the pyfunc flavour, which calls ``forward``; GenDuel's
+    models are called by the method their ``call`` metadata names, so that check cannot pass
+    and its warning says nothing about them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to validate serving input example")
 
 
 class MlflowTracker:
-    """A :class:`~genduel.tracking.base.Tracker` writing to one MLflow run, metrics batched."""
+    """A :class:`~genduel.tracking.base.Tracker` writing to one MLflow run, metrics batched.
 
-    def __init__(self, client: Any, run_id: str, log_models: bool = True) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.log_models = log_models
+    A point equal to the last one logged for its key (same step, same value) is dropped: the
+    final summary repeats the last epoch's values at the same step.
+    """
+
+    def __init__(self, client: Any, run_id: str, log_models: bool = True, *,
+                 experiment_id: str = "", parent_id: str = "",
+                 tags: Mapping[str, str] | None = None) -> None:
+        self.client, self.run_id, self.log_models = client, run_id, log_models
+        self.experiment_id, self.parent_id = experiment_id, parent_id
+        self.tags = dict(tags or {})  # the pipeline's tags, for nested runs
         self._pending: list[Any] = []
+        self._last: dict[str, tuple[int, float]] = {}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -119,14 +155,17 @@ class MlflowTracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        import time
-
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    model_id: str | None = None) -> None:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
         for k, v in metrics.items():
-            self._pending.append(Metric(k, float(v), ts, int(step or 0)))
+            point = (int(step or 0), float(v))
+            if self._last.get(k) == point and model_id is None:
+                continue
+            self._last[k] = point
+            self._pending.append(Metric(k, point[1], ts, point[0], model_id=model_id))
         if len(self._pending) >= _BATCH:
             self.flush()
 
@@ -141,46 +180,92 @@ class MlflowTracker:
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def log_model(self, model: torch.nn.Module, name: str) -> None:
-        """Pickle format, so the model loads back as its class (torch.export keeps only forward)."""
+    def log_inputs(self, datasets: Sequence[DatasetRef]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(
+            name=d.name, digest=d.digest[:DIGEST_CHARS], source_type="local",
+            source=json.dumps({"uri": d.source}), schema=_dataset_schema(d),
+            profile=json.dumps(d.profile)), tags=[InputTag("mlflow.data.context", d.context)])
+            for d in datasets]
+        self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_model(self, model: torch.nn.Module, name: str, example: ModelExample | None = None,
+                  step: int = 0) -> str | None:
+        """Pickle format, so the model loads back as its class (torch.export keeps only forward);
+        the run's metrics at ``step`` become the logged model's metrics."""
         if not self.log_models:
-            return
+            return None
         import mlflow.pytorch
 
-        with _active_run(self.run_id):
-            mlflow.pytorch.log_model(
+        self.flush()
+        # The logged model goes to the active experiment, not to its run's: make them agree.
+        mlflow.set_experiment(experiment_id=self.experiment_id or
+                              self.client.get_run(self.run_id).info.experiment_id)
+        extra: dict[str, Any] = {}
+        if example is not None:
+            extra = {"signature": _signature(example), "metadata": {"call": example.call},
+                     "input_example": _input_example(example)}
+        quiet = _NoServingCheckWarning()
+        logging.getLogger("mlflow.models.model").addFilter(quiet)
+        try:
+            info = mlflow.pytorch.log_model(
                 model.cpu().eval(), name=name, serialization_format="pickle",
-                code_paths=[str(_PACKAGE_DIR)],
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
+                code_paths=[str(_PACKAGE_DIR)], run_id=self.run_id, step=step,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], **extra)
+        finally:
+            logging.getLogger("mlflow.models.model").removeFilter(quiet)
+        return info.model_id
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, v)
 
+    def nested(self, name: str, tags: Mapping[str, str]) -> MlflowTracker:
+        """A new run ``name`` nested under this one (finish it with ``client.set_terminated``)."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+            **self.tags, "mlflow.parentRunId": self.run_id, **tags})
+        return MlflowTracker(self.client, run.info.run_id, self.log_models,
+                             experiment_id=self.experiment_id, parent_id=self.run_id,
+                             tags=self.tags)
+
+
+def _dataset_schema(d: DatasetRef) -> str | None:
+    shape = d.profile.get("image_shape")
+    if not shape:
+        return None
+    return json.dumps({"mlflow_colspec": [
+        {"name": "images", "type": "tensor",
+         "tensor-spec": {"dtype": "uint8", "shape": [-1, *shape]}},
+        {"name": "labels", "type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]})
+
+
+def _signature(example: ModelExample) -> Any:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    def schema(tensors: Mapping[str, torch.Tensor]) -> Schema:
+        return Schema([TensorSpec(t.detach().cpu().numpy().dtype, (-1, *t.shape[1:]), name)
+                       for name, t in tensors.items()])
+
+    return ModelSignature(inputs=schema(example.inputs), outputs=schema(example.outputs))
+
+
+def _input_example(example: ModelExample) -> Any:
+    arrays = {k: t.detach().cpu().numpy() for k, t in example.inputs.items()}
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
 
 @contextlib.contextmanager
-def _active_run(run_id: str) -> Iterator[None]:
-    import mlflow
+def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any]
+              ) -> Iterator[MlflowTracker]:
+    """Open the MLflow run of a stage, nested under its pipeline run's parent.
 
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield
-        return
-    with mlflow.start_run(run_id=run_id):
-        yield
-
-
-@contextlib.contextmanager
-def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
-              run_id: str | None = None) -> Iterator[MlflowTracker]:
-    """Open (or, with ``run_id``, reopen) the MLflow run of a stage.
-
-    A new run is named after the stage (plus the DVC experiment name in a ``dvc exp``), gets
-    ``params`` flattened, and tags: git commit, DVC stage, DVC experiment, baseline revision. The
-    run ends FINISHED, or FAILED when the body raises.
+    The run is named after the stage, gets ``params`` flattened and tags: git commit, DVC stage,
+    DVC experiment, baseline revision, pipeline key, source script. It ends FINISHED, or FAILED
+    when the body raises; the parent follows (:func:`~genduel.tracking.pipeline_run.close_parent`).
     """
-    root = repo_root()
+    root, cwd = repo_root(), Path.cwd()
     uri = resolve_uri(cfg, root=root)
     _configure_client(cfg.timeout_s)
     check_reachable(uri, cfg.timeout_s)
@@ -189,24 +274,19 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
 
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    exp_name = os.environ.get("DVC_EXP_NAME", "")
     try:
-        if run_id is None:
-            exp_id = _experiment_id(client, cfg.experiment, root, uri.startswith("sqlite"))
-            tags = {
-                "mlflow.source.git.commit": git_commit(Path.cwd()),
-                "genduel.stage": stage,
-                "dvc.stage": stage,
-                "dvc.exp_name": exp_name or "workspace",
-                "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
-            }
-            name = f"{stage}:{exp_name}" if exp_name else stage
-            run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
-            tracker = MlflowTracker(client, run_id, cfg.log_models)
-            tracker.log_params(params)
-        else:
-            tracker = MlflowTracker(client, run_id, cfg.log_models)
-    except TrackingError:
+        exp_id = experiment_id(client, cfg.experiment, root, uri.startswith("sqlite"))
+        pipeline = describe(cwd, os.environ.get("DVC_EXP_NAME", ""),
+                            os.environ.get("DVC_EXP_BASELINE_REV", ""))
+        parent = open_parent(client, exp_id, pipeline, cwd)
+        tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
+                "genduel.stage": stage, "dvc.stage": stage,
+                "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
+        run_id = client.create_run(exp_id, run_name=stage, tags=tags).info.run_id
+        tracker = MlflowTracker(client, run_id, cfg.log_models, experiment_id=exp_id,
+                                parent_id=parent, tags={**tags, KIND_TAG: "record"})
+        tracker.log_params(params)
+    except GenDuelError:  # a TrackingError, or params.yaml that does not validate
         raise
     except Exception as exc:
         raise TrackingError(f"MLflow store {uri} failed ({exc.__class__.__name__}: {exc}); "
@@ -220,22 +300,4 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
             tracker.flush()
         finally:
             client.set_terminated(run_id, status)
-
-
-def log_to_run(cfg: TrackingConfig, run_id: str, values: Mapping[str, Any],
-               series: Sequence[tuple[int, Mapping[str, Any]]] = ()) -> None:
-    """Add numeric ``values`` (same names as the metrics JSON) to an existing run, e.g. a model's
-    training run, so the MLflow UI compares the VAE and GAN runs on the same metrics.
-
-    ``series`` adds (step, values) pairs as metric histories, e.g. per-epoch diagnostics.
-    """
-    if not run_id:
-        log.warning("no MLflow run id recorded; evaluation metrics not added to a training run")
-        return
-    try:
-        with stage_run("evaluate", cfg, {}, run_id=run_id) as tracker:
-            tracker.log_metrics(numeric(values))
-            for step, row in series:
-                tracker.log_metrics(numeric(row), step=step)
-    except TrackingError as exc:  # e.g. the store was reset since training: say so, go on
-        log.warning("could not add evaluation metrics to training run %s: %s", run_id, exc)
+            close_parent(client, parent, stage, status)

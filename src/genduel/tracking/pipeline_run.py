@@ -1,0 +1,149 @@
+"""One MLflow parent run per pipeline run, found again by every stage.
+
+DVC starts each stage as its own process and skips the stages whose outputs are cached, so no
+process sees the whole pipeline run. Each stage therefore computes the same **pipeline key**
+(:func:`pipeline_key`) from what defines the run: the DVC experiment name (``workspace`` for
+``dvc repro``), HEAD's commit, the diff of the tracked files against HEAD and the bytes of
+``params.yaml``. The files the pipeline writes itself (:data:`PIPELINE_WRITTEN`: ``dvc.lock``,
+``metrics/``, and ``params.yaml``, which ``dvc exp run`` rewrites) are left out of the diff, so
+the key does not change between the stages of one run. :func:`git_commit` leaves them out of
+its ``-dirty`` check for the same reason.
+
+:func:`open_parent` finds the parent run with that key (tag ``genduel.pipeline_key``) that is
+not FINISHED, or creates it. **Race rule**: two stages that start at once (``dvc queue start -j
+2`` with one key, or a retry) may both create a parent; after creating, a stage searches again
+and every one keeps the oldest candidate (start time, then run id) and deletes its own if that
+is not it, so all stages nest under one parent.
+
+The parent's status tells the truth about the pipeline run: RUNNING while stages run, FAILED
+when a stage fails (a later stage of the same key reopens it), FINISHED when the last stage
+(:data:`LAST_STAGE`, the report) ends. A run whose report stage is cached stays RUNNING.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genduel import config
+
+log = logging.getLogger(__name__)
+
+#: Tracked paths the pipeline itself rewrites: never a sign of changed code.
+PIPELINE_WRITTEN = ("dvc.lock", "params.yaml", "metrics")
+#: The stage whose end finishes the pipeline run (the last one in dvc.yaml).
+LAST_STAGE = "report"
+KEY_TAG = "genduel.pipeline_key"
+KIND_TAG = "genduel.kind"  # "pipeline" (parents), "stage", "record" (evaluate's rows)
+
+
+def _git(root: Path, *args: str) -> bytes | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _code_pathspec() -> list[str]:
+    """Every tracked path but :data:`PIPELINE_WRITTEN`, from the top of the work tree."""
+    return ["--", ":(top)", *(f":(top,exclude){p}" for p in PIPELINE_WRITTEN)]
+
+
+def git_commit(root: Path) -> str:
+    """HEAD's commit, with ``-dirty`` when tracked files other than the pipeline's own outputs
+    (:data:`PIPELINE_WRITTEN`) differ from it; ``unknown`` outside a git work tree."""
+    sha = _git(root, "rev-parse", "HEAD")
+    if not sha:
+        return "unknown"
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", *_code_pathspec())
+    return sha.decode().strip() + ("-dirty" if dirty else "")
+
+
+def pipeline_key(root: Path, exp_name: str) -> str:
+    """sha256 of (experiment name, HEAD, diff of tracked code against HEAD, params.yaml)."""
+    h = hashlib.sha256()
+    params = root / "params.yaml"
+    for part in (exp_name.encode(), _git(root, "rev-parse", "HEAD") or b"",
+                 _git(root, "diff", "HEAD", "--binary", *_code_pathspec()) or b"",
+                 params.read_bytes() if params.is_file() else b""):
+        h.update(len(part).to_bytes(8, "big") + part)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Who a stage run belongs to: the key and the name of its pipeline run."""
+
+    key: str
+    name: str  # the DVC experiment's name, or "workspace@<short commit>"
+    tags: dict[str, str]  # tags of the parent (and, but for the kind, of each stage run)
+
+
+def describe(root: Path, exp_name: str, baseline_rev: str) -> Pipeline:
+    commit = git_commit(root)
+    short = "nogit" if commit == "unknown" else commit[:7] + commit[40:]  # keeps "-dirty"
+    name = exp_name or f"workspace@{short}"
+    tags = {KEY_TAG: pipeline_key(root, exp_name or "workspace"),
+            "mlflow.source.git.commit": commit, "dvc.exp_name": exp_name or "workspace",
+            "dvc.baseline_rev": baseline_rev}
+    return Pipeline(tags[KEY_TAG], name, tags)
+
+
+def _candidates(client: Any, exp_id: str, key: str) -> list[Any]:
+    runs = client.search_runs(
+        [exp_id], filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{KIND_TAG}` = 'pipeline'",
+        max_results=100)
+    return sorted((r for r in runs if r.info.status != "FINISHED"),
+                  key=lambda r: (r.info.start_time, r.info.run_id))
+
+
+def open_parent(client: Any, exp_id: str, pipeline: Pipeline, root: Path) -> str:
+    """The id of the pipeline run's parent, found or created, with status RUNNING."""
+    found = _candidates(client, exp_id, pipeline.key)
+    if found:
+        return _reopen(client, found[0])
+    tags = {**pipeline.tags, KIND_TAG: "pipeline", "mlflow.source.name": "dvc.yaml",
+            "mlflow.source.type": "LOCAL",
+            "mlflow.note.content": f"Pipeline run `{pipeline.name}`: its stage runs are nested "
+                                   "below; the params are those of params.yaml."}
+    mine = client.create_run(exp_id, run_name=pipeline.name, tags=tags).info.run_id
+    winner = _candidates(client, exp_id, pipeline.key)[0]  # the race rule: the oldest
+    if winner.info.run_id != mine:
+        log.info("another stage created pipeline run %s at the same time; using it",
+                 winner.info.run_id)
+        client.delete_run(mine)
+        return _reopen(client, winner)
+    _log_pipeline_params(client, mine, root)
+    return mine
+
+
+def _reopen(client: Any, run: Any) -> str:
+    if run.info.status != "RUNNING":  # a stage failed before; this one retries
+        client.update_run(run.info.run_id, "RUNNING")
+    return run.info.run_id
+
+
+def _log_pipeline_params(client: Any, run_id: str, root: Path) -> None:
+    """Every params.yaml section, validated and flattened (``section.key``), once per run."""
+    from mlflow.entities import Param
+
+    if not (root / "params.yaml").is_file():  # not a pipeline checkout (a library caller)
+        return
+    params = config.load_all(root / "params.yaml")
+    flat = config.flat_params(params, *params)
+    items = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i:i + 100])
+
+
+def close_parent(client: Any, parent: str, stage: str, status: str) -> None:
+    """After a stage: FAILED if it failed, FINISHED if it was :data:`LAST_STAGE`."""
+    if status == "FAILED":
+        client.set_terminated(parent, "FAILED")
+    elif stage == LAST_STAGE:
+        client.set_terminated(parent, "FINISHED")
