@@ -170,3 +170,18 @@ def test_vae_change_reaches_train_gan_only_through_init_from_vae(repo):
                                                              "evaluate", "report"]
     _set(path, "vae", lr=0.001)
     assert "train_gan" in _ran(run(["dvc", "repro"], path, env).stdout)
+
+
+def test_dvc_plots_show_renders_the_gan_diagnostics_and_the_sample_grids(repo, tmp_path):
+    path, env = repo
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], path, env)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    for image in ("eval/samples_vae.png", "eval/samples_gan.png",
+                  "artifacts/train_vae/grids/samples_epoch001.png",
+                  "artifacts/train_vae/grids/recon_epoch001.png",
+                  "artifacts/train_gan/grids/samples_epoch001.png"):  # every epoch (1 here)
+        static = f"static/workspace_{image.replace('/', '_')}"
+        assert f'src="{static}"' in html  # an image plot
+        assert (tmp_path / "plots" / static).read_bytes() == (path / image).read_bytes()
+    assert "GAN per epoch, classes in the samples (judge)" in html
+    assert '"classes_well_covered"' in html  # eval/gan_diagnostics.csv's rows are its data

@@ -22,6 +22,7 @@ LAYERS = (
     ("genduel.evaluate",),
     ("genduel.report",),
     ("genduel.stage",),
+    ("genduel.cli",),  # the `genduel` command: a user-facing entry point above everything
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

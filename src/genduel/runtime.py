@@ -1,15 +1,18 @@
-"""Device selection, seeding and RNG state capture (no global state is read elsewhere)."""
+"""Device selection, seeding, RNG state capture and progress bars (no global state is read
+elsewhere)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from genduel.config import RuntimeConfig
 from genduel.errors import ConfigError
@@ -86,15 +89,34 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
             m.train(w)
 
 
+def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | None = None,
+             leave: bool = False, unit: str = "it") -> tqdm:
+    """A tqdm progress bar on stderr, shown only when stderr is a terminal.
+
+    The one place that rule lives: a person running ``dvc repro`` (or a stage, or ``genduel``)
+    in a terminal sees the bars; CI logs and redirected output stay free of carriage-return
+    noise. Inner bars of a nested loop use ``leave=False`` (the default) so they vanish when
+    done; an outer bar that sums up a stage may pass ``leave=True``.
+    """
+    return tqdm(iterable, desc=desc, total=total, leave=leave, unit=unit, dynamic_ncols=True,
+                disable=not sys.stderr.isatty())
+
+
 def eval_batches(fn: Callable[[slice], T], n: int, batch_size: int,
-                 *modules: torch.nn.Module) -> list[T]:
+                 *modules: torch.nn.Module, desc: str = "evaluating") -> list[T]:
     """``[fn(s) for s in consecutive slices of range(n)]``, ``batch_size`` long (the last may be
     shorter), with ``modules`` in eval mode under ``torch.no_grad``.
 
     The one batched inference loop: embedding images, drawing samples, encoding posteriors and
-    Inception features all call it with the work of one batch as ``fn``.
+    Inception features all call it with the work of one batch as ``fn``. A transient progress
+    bar (:func:`progress`) named ``desc`` counts the images done.
     """
     if batch_size < 1:
         raise ValueError(f"eval_batches: batch_size must be >= 1, got {batch_size}")
-    with eval_mode(*modules):
-        return [fn(slice(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
+    out = []
+    with eval_mode(*modules), progress(desc=desc, total=n, unit="img") as bar:
+        for start in range(0, n, batch_size):
+            s = slice(start, min(start + batch_size, n))
+            out.append(fn(s))
+            bar.update(s.stop - s.start)
+    return out

@@ -87,6 +87,7 @@ def test_train_gan_writes_checkpoint_grids_tables_and_rebuilds_the_generator(tmp
     assert len(_rows(art / "history.csv")) == summary["steps"] // TINY.log_every
     assert [r["epoch"] for r in _rows(art / "epochs.csv")] == ["1", "2"]
     assert [s for s, _ in tracker.metrics["train/d_loss"]] == [2, 4, 6, 8, 10]
+    assert tracker.metrics["d_acc"][-1] == (summary["steps"], summary["d_acc"])  # JSON's name
     assert sum(a == "grids" for _, a in tracker.artifacts) == 2
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -99,7 +100,8 @@ def test_train_gan_writes_checkpoint_grids_tables_and_rebuilds_the_generator(tmp
     with eval_mode(G):
         save_grid(G(z), tmp_path / "again.png")
     # The rebuilt generator redraws the last epoch's grid byte for byte.
-    assert (tmp_path / "again.png").read_bytes() == (art / "samples_epoch002.png").read_bytes()
+    saved = art / "grids" / "samples_epoch002.png"
+    assert (tmp_path / "again.png").read_bytes() == saved.read_bytes()
 
 
 @pytest.mark.parametrize("loss", ["hinge", "non_saturating"])
@@ -123,7 +125,7 @@ def test_ema_generator_is_saved_as_the_sampler_beside_the_raw_weights(tmp_path, 
     with eval_mode(G):
         save_grid(G(z), tmp_path / "again.png")
     # the epoch grids are drawn by the EMA generator that evaluate will sample
-    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "art" /
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "art" / "grids" /
                                                     "samples_epoch002.png").read_bytes()
 
 

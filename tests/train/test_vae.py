@@ -87,8 +87,8 @@ def test_train_vae_end_to_end(smooth_images, tmp_path: Path) -> None:
         assert torch.equal(rebuilt_by_part.decode(z)[0], rebuilt.eval().decode(z)[0])
     art = tmp_path / "art"
     for name in ("samples_epoch001.png", "recon_epoch001.png"):
-        assert (art / name).read_bytes()[:4] == b"\x89PNG"
-        assert (art / name, "grids") in tracker.artifacts
+        assert (art / "grids" / name).read_bytes()[:4] == b"\x89PNG"
+        assert (art / "grids" / name, "grids") in tracker.artifacts
     history = _read_csv(art / "history.csv")
     assert [int(r["step"]) for r in history] == [1, 2, 3, 4]
     assert list(history[0]) == ["step", "epoch", "loss", "elbo_nats", "recon_nats", "kl_nats",
@@ -96,7 +96,8 @@ def test_train_vae_end_to_end(smooth_images, tmp_path: Path) -> None:
     epochs = _read_csv(art / "epochs.csv")
     assert len(epochs) == 1 and float(epochs[0]["val_elbo_nats"]) == result["val_elbo_nats"]
     keys = {f"train/{k}" for k in ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")}
-    assert keys | {"val/elbo_nats", "val/bits_per_dim", "epoch"} <= set(tracker.metrics)
+    assert keys | {"val_elbo_nats", "val_bits_per_dim", "epochs"} <= set(tracker.metrics)
+    assert tracker.metrics["val_elbo_nats"] == [(4, result["val_elbo_nats"])]  # the JSON's name
     assert [s for s, _ in tracker.metrics["train/loss"]] == [1, 2, 3, 4]
 
 

@@ -42,6 +42,7 @@ from genduel.config import GAN_LOSSES
 from genduel.evaluate.samples import embed
 from genduel.io import atomic_write, numeric
 from genduel.metrics.classes import class_coverage
+from genduel.runtime import progress
 from genduel.train.gan import EPOCH_COLUMNS
 
 # EPOCH_COLUMNS (imported from genduel.train.gan): the columns of ``epochs.csv``, in order.
@@ -287,7 +288,9 @@ def gan_epoch_diagnostics(judge: torch.nn.Module, artifacts_dir: Path, num_class
     logits = []
     if samples_pt.is_file():
         saved = torch.load(samples_pt, map_location="cpu", weights_only=True)
-        logits = [embed(judge, images, batch_size, device).logits for images in saved["images"]]
+        logits = [embed(judge, images, batch_size, device).logits
+                  for images in progress(saved["images"], desc="GAN epoch coverage",
+                                         unit="epoch")]
     return epoch_table(rows, logits, num_classes, loss)
 
 

@@ -45,7 +45,7 @@ from genduel.errors import DataError
 from genduel.evaluate.samples import subset
 from genduel.io import digest
 from genduel.metrics import fid, inception_score, kid
-from genduel.runtime import eval_batches
+from genduel.runtime import eval_batches, progress
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def inception_features(model: nn.Module, images_u8: torch.Tensor, batch_size: in
         return feat.float().cpu(), logit.float().cpu()
 
     start = time.perf_counter()
-    pieces = eval_batches(batch, len(rgb), batch_size, model)
+    pieces = eval_batches(batch, len(rgb), batch_size, model, desc="Inception features")
     seconds = time.perf_counter() - start
     log.info("Inception-v3 forward: %d images in %.1f s (%.2f images/s)", len(rgb), seconds,
              len(rgb) / max(seconds, 1e-9))
@@ -208,7 +208,8 @@ def inception_metrics(weights_path: Path, reference_u8: torch.Tensor,
     model = load_inception(weights_path, device)
     reference = inception_features(model, reference_u8, batch_size, device)
     out: dict[str, dict[str, float]] = {}
-    for name, images in sets_u8.items():
+    for name, images in progress(sets_u8.items(), desc="Inception rows", total=len(sets_u8),
+                                 unit="row"):
         sample = inception_features(model, images, batch_size, device)
         kid_mean, kid_std = kid(sample.features, reference.features, subsets=kid_subsets,
                                 subset_size=kid_subset_size, seed=seed)

@@ -48,7 +48,7 @@ def posterior_means(vae: Any, images: torch.Tensor, batch_size: int, device: tor
         mean = vae.decode(mu, y)[0]  # (b, C, H, W) in [-1, 1]
         return mu64, ((mean.double().cpu() + 1.0) / 2.0).flatten(1)
 
-    pieces = eval_batches(batch, len(images), batch_size, vae)
+    pieces = eval_batches(batch, len(images), batch_size, vae, desc="VAE posterior means")
     recon = torch.cat([r for _, r in pieces]).numpy() if reconstruct else None
     return torch.cat([mu for mu, _ in pieces]).numpy(), recon
 

@@ -38,7 +38,7 @@ from genduel.data.pixels import to_model_range
 from genduel.data.splits import Split
 from genduel.models.likelihood import bits_per_dim
 from genduel.models.vae import cvae_elbo, elbo_terms, iwae_bound, marginal_bound, num_dims
-from genduel.runtime import eval_mode, make_generator
+from genduel.runtime import eval_mode, make_generator, progress
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
     gen = make_generator(cfg.seed, device)
     elbos, recons, kls = [], [], []
     with eval_mode(vae):
-        for start in range(0, len(test), cfg.batch_size):
+        for start in progress(range(0, len(test), cfg.batch_size), desc="test ELBO",
+                              unit="batch"):
             x = to_model_range(test.images[start:start + cfg.batch_size]).to(device)
             y = test.labels[start:start + cfg.batch_size].to(device) if vae.conditional else None
             terms = elbo_terms(vae, x, 1, gen, y)
@@ -78,7 +79,9 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
             xs = (to_model_range(test.images[s:min(s + batch, n)]).to(device)
                   for s in range(0, n, batch))  # the first n images, no more
             values = [marginal_bound(vae, x, lambda c, x=x, k=k: iwae_bound(vae, x, k, gen, y=c))
-                      .double().cpu() for x in xs]
+                      .double().cpu() for x in progress(xs, desc=f"IWAE k={k}",
+                                                         total=math.ceil(n / batch),
+                                                         unit="batch")]
             bound = torch.cat(values)
             out[f"iwae_k{k}_nats"] = float(bound.mean())
             out[f"iwae_k{k}_bits_per_dim"] = float(bits_per_dim(bound.mean(), dims))
@@ -122,7 +125,8 @@ def parzen_rows(centres: dict[str, torch.Tensor], val: torch.Tensor, test: torch
                 sigmas: Sequence[float], batch_size: int = 500) -> dict[str, dict[str, float]]:
     """:func:`parzen_row` for each named set of uint8 centres, the same val and test images."""
     out = {}
-    for name, images in centres.items():
+    for name, images in progress(centres.items(), desc="Parzen", total=len(centres),
+                                 unit="row"):
         start = time.perf_counter()
         out[name] = parzen_row(images, val, test, sigmas, batch_size)
         log.info("%s parzen: %.1f nats (sigma %.3g, %d centres) in %.1f s", name,

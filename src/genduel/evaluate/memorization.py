@@ -20,6 +20,7 @@ from genduel.data.pixels import save_grid
 from genduel.data.splits import Split
 from genduel.evaluate.samples import FeatureSet, embed, subset
 from genduel.metrics.memorization import memorization_stats, nearest_neighbours
+from genduel.runtime import progress
 
 #: Samples (and their nearest training images) shown per figure.
 FIGURE_PAIRS = 16
@@ -38,13 +39,15 @@ def memorization_rows(samples: dict[str, tuple[torch.Tensor, np.ndarray]], train
     Writes ``out_dir/memorization_<row>.png`` for each row.
     """
     train_px = _pixels(train.images)
-    train_fs: FeatureSet = embed(judge, train.images, batch_size, device)
+    train_fs: FeatureSet = embed(judge, train.images, batch_size, device,
+                                 desc="judge features (train)")
     test_images = subset(test, n, seed)
     test_px_nn, _ = nearest_neighbours(_pixels(test_images), train_px)
     test_ft_nn, _ = nearest_neighbours(embed(judge, test_images, batch_size, device).features,
                                        train_fs.features)
     rows = {}
-    for name, (images, features) in samples.items():
+    for name, (images, features) in progress(samples.items(), desc="memorization",
+                                             total=len(samples), unit="row"):
         images = images[:n]
         px_nn, px_idx = nearest_neighbours(_pixels(images), train_px)
         ft_nn, _ = nearest_neighbours(features[:n], train_fs.features)

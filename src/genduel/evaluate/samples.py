@@ -30,7 +30,7 @@ from genduel.config import EvalConfig
 from genduel.data.pixels import save_grid, to_model_range, to_uint8
 from genduel.data.splits import Split
 from genduel.io import atomic_write
-from genduel.runtime import eval_batches, make_generator
+from genduel.runtime import eval_batches, make_generator, progress
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +56,31 @@ class FeatureSet:
 
 
 def embed(judge: torch.nn.Module, images: torch.Tensor, batch_size: int,
-          device: torch.device) -> FeatureSet:
-    """Judge features and logits of uint8 images (N, C, H, W), in batches, eval mode."""
+          device: torch.device, *, desc: str = "judge features") -> FeatureSet:
+    """Judge features and logits of uint8 images (N, C, H, W), in batches, eval mode
+    (``desc`` names the progress bar)."""
 
     def batch(s: slice) -> tuple[torch.Tensor, torch.Tensor]:
         out = judge(to_model_range(images[s]).to(device))
         return out.features.float().cpu(), out.logits.float().cpu()
 
-    pieces = eval_batches(batch, len(images), batch_size, judge)
+    pieces = eval_batches(batch, len(images), batch_size, judge, desc=desc)
     return FeatureSet(torch.cat([f for f, _ in pieces]).numpy(),
                       torch.cat([lg for _, lg in pieces]).numpy())
 
 
 def draw_samples(sample: SampleFn, modules: tuple[torch.nn.Module, ...], n: int,
-                 batch_size: int, seed: int, device: torch.device) -> torch.Tensor:
-    """``n`` samples as uint8 (N, C, H, W) from one seeded generator, model(s) in eval mode."""
+                 batch_size: int, seed: int, device: torch.device, *,
+                 desc: str = "sampling") -> torch.Tensor:
+    """``n`` samples as uint8 (N, C, H, W) from one seeded generator, model(s) in eval mode
+    (``desc`` names the progress bar)."""
     gen = make_generator(seed, device)
 
     def batch(s: slice) -> torch.Tensor:
         x = sample(s.stop - s.start, gen)  # (b, C, H, W) in [-1, 1]
         return to_uint8(x.float().cpu())
 
-    return torch.cat(eval_batches(batch, n, batch_size, *modules))
+    return torch.cat(eval_batches(batch, n, batch_size, *modules, desc=desc))
 
 
 def label_accuracy(model: Any, judge: torch.nn.Module, num_classes: int, n: int,
@@ -91,7 +94,7 @@ def label_accuracy(model: Any, judge: torch.nn.Module, num_classes: int, n: int,
         y = labels[s]
         return to_uint8(model.sample(len(y), gen, labels=y.to(device)).float().cpu())
 
-    images = torch.cat(eval_batches(batch, n, batch_size, model))
+    images = torch.cat(eval_batches(batch, n, batch_size, model, desc="label accuracy samples"))
     predicted = embed(judge, images, batch_size, device).logits.argmax(1)  # (n,)
     return float((torch.from_numpy(predicted) == labels).double().mean())
 
@@ -123,13 +126,13 @@ def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
     ``<out_dir>/samples_<name>.png`` (the first images of the first draw).
     """
     per_draw, feats, logits = [], [], []
-    for d in range(cfg.draws):
+    for d in progress(range(cfg.draws), desc=f"{name} draws", unit="draw"):
         images = draw_samples(sample, modules, cfg.num_samples, cfg.batch_size, cfg.seed + d,
-                              device)
+                              device, desc=f"{name} samples")
         if d == 0:
             first = images
             save_grid(images[:64], out_dir / f"samples_{name}.png")
-        fs = embed(judge, images, cfg.batch_size, device)
+        fs = embed(judge, images, cfg.batch_size, device, desc=f"{name} judge features")
         per_draw.append(sample_metrics(cfg, fs, reference, num_classes, cfg.seed + d))
         feats.append(fs.features)
         logits.append(fs.logits)

@@ -22,7 +22,7 @@ import torch
 from genduel.data.pixels import to_model_range
 from genduel.models.gan import Generator
 from genduel.models.vae import VAE
-from genduel.runtime import eval_mode
+from genduel.runtime import eval_mode, progress
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,8 @@ def encode_means(vae: VAE, images: torch.Tensor, labels: torch.Tensor,
     dev = _device(vae)
     out = []
     with eval_mode(vae):
-        for start in range(0, len(images), batch_size):
+        for start in progress(range(0, len(images), batch_size), desc="VAE encoder",
+                              unit="batch"):
             x = to_model_range(images[start:start + batch_size].to(dev))  # (b, C, H, W)
             y = labels[start:start + batch_size].to(dev)
             out.append(vae.encode(x, y)[0].float().cpu())

@@ -233,9 +233,12 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
     optimizers are ``gan.optimizer`` (Adam or SGD with momentum) at lr_g / lr_d. Writes
     ``checkpoint_path`` after every epoch and, under ``artifacts_dir``: ``history.csv`` (one row
     per logged step: window means since the previous row), ``epochs.csv`` (epoch means, loss std
-    and seconds), ``samples_epochEEE.png`` (fixed noise, so epochs are comparable; one row per
+    and seconds), ``grids/samples_epochEEE.png`` (fixed noise, so epochs are comparable; one row per
     class for a conditional G) and ``epoch_samples.pt`` (``gan.diag_samples`` uint8 samples of
     fixed noise after every epoch, for the class-coverage diagnostic of the evaluate stage).
+    Logs the window means of ``history.csv`` as ``train/<key>``, and at the global step of each
+    epoch's end the epoch means and loss stds of ``epochs.csv`` under their column names (the
+    summary's names) and ``epochs`` (completed).
 
     Args:
         init_state: a generator state dict to start from (``gan.init_from_vae``: the VAE
@@ -292,7 +295,8 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
             recompute_bn_stats(ema.model, bn_noise)
         means.update(loop.epoch_means(values))
         means.update({f"{k}_std": loop.epoch_std(values[k]) for k in ("d_loss", "g_loss")})
-        grid_path = artifacts_dir / f"samples_epoch{epoch:03d}.png"
+        grid_path = artifacts_dir / "grids" / f"samples_epoch{epoch:03d}.png"  # a DVC image plot
+        grid_path.parent.mkdir(parents=True, exist_ok=True)
         save_grid(grid.images(sampler), grid_path,
                   nrow=G.num_classes if G.conditional else None)
         tracker.log_artifact(grid_path, "grids")
@@ -302,8 +306,7 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
                 diag_samples[key].append(value)
             _save_epoch_samples(diag_samples, artifacts_dir / "epoch_samples.pt")
         seconds = time.perf_counter() - epoch_start
-        tracker.log_metrics({**{f"epoch/{k}": v for k, v in means.items()}, "epoch": epoch},
-                            step=progress.step)
+        tracker.log_metrics({**means, "epochs": epoch}, step=progress.step)  # summary names
         epochs_csv.append({"epoch": epoch, "step": progress.step, **means, "seconds": seconds})
         generators = {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()}
         loop.save_state(Path(checkpoint_path), kind="gan", model_config=G.model_config(),

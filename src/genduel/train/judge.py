@@ -83,7 +83,8 @@ def evaluate_accuracy(model: Judge, split: Split, batch_size: int,
                             (logits.argmax(1) == y).sum().double()])
 
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    for part in eval_batches(score, len(split), batch_size, model):
+    for part in eval_batches(score, len(split), batch_size, model,
+                             desc="judge accuracy"):
         total += part  # batch by batch, in order: the same float64 sums on every run
     nll, correct = total.tolist()
     return float(correct) / len(split), float(nll) / len(split)
@@ -96,8 +97,9 @@ def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
 
     AdamW(lr, weight_decay) with a one-cycle schedule: the learning rate rises from lr/25 to
     ``cfg.lr`` over the first 30 % of steps, then anneals (cosine) to lr/25e4. Logs
-    ``train/loss``, ``train/acc`` and ``train/lr`` every ``cfg.log_every`` steps, ``val/acc``
-    and ``val/nll`` per epoch, ``test/acc`` and ``test/nll`` at the end.
+    ``train/loss``, ``train/acc`` and ``train/lr`` every ``cfg.log_every`` steps, ``val_accuracy``,
+    ``val_nll`` and ``epochs`` (completed) per epoch, ``test_accuracy`` and ``test_nll`` at the
+    end, each at the global step (the names of the returned summary).
 
     Returns:
         ``test_accuracy``, ``test_nll``, ``val_accuracy``, ``val_nll`` (nats per image),
@@ -135,7 +137,7 @@ def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
     def on_epoch(epoch: int, _: dict[str, list[float]], epoch_start: float) -> None:
         acc, nll = evaluate_accuracy(model, val, EVAL_BATCH, device)
         val_scores.update(val_accuracy=acc, val_nll=nll)
-        tracker.log_metrics({"val/acc": acc, "val/nll": nll, "epoch": epoch}, step=progress.step)
+        tracker.log_metrics({**val_scores, "epochs": epoch}, step=progress.step)
         save(epoch, dict(val_scores))
         log.info("judge epoch %d/%d: step %d, val acc %.4f, val nll %.4f, %.1f s", epoch,
                  cfg.epochs, progress.step, acc, nll, time.perf_counter() - epoch_start)
@@ -146,7 +148,7 @@ def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
              make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
                                                    device=device))
     test_acc, test_nll = evaluate_accuracy(model, test, EVAL_BATCH, device)
-    tracker.log_metrics({"test/acc": test_acc, "test/nll": test_nll}, step=progress.step)
+    tracker.log_metrics({"test_accuracy": test_acc, "test_nll": test_nll}, step=progress.step)
     save(cfg.epochs, {"test_accuracy": test_acc, "test_nll": test_nll, **val_scores})
     log.info("judge test accuracy %.4f (nll %.4f)", test_acc, test_nll)
     return {"test_accuracy": test_acc, "test_nll": test_nll, **val_scores,

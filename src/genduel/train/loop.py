@@ -23,18 +23,17 @@ Seams for later work: :class:`Progress` holds the loop's whole state and round-t
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from tqdm import tqdm
 
 from genduel.checkpoint import save_checkpoint
 from genduel.data.splits import batches
 from genduel.errors import TrainingError
+from genduel.runtime import progress as progress_bar
 from genduel.runtime import rng_state
 
 if TYPE_CHECKING:
@@ -120,8 +119,7 @@ def run_epoch(spec: EpochSpec, epoch: int, steps: Iterator[Batch], total: int, s
     """
     values: dict[str, list[float]] = {k: [] for k in spec.keys}
     window, count = dict.fromkeys(spec.keys, 0.0), 0
-    bar = tqdm(total=total, desc=f"{spec.name} epoch {epoch}", leave=False,
-               disable=not sys.stderr.isatty())
+    bar = progress_bar(desc=f"{spec.name} epoch {epoch}", total=total, unit="step")
     for batch in steps:
         progress.step += 1
         progress.images += sum(x.shape[0] for x, _ in batch)

@@ -117,14 +117,16 @@ def validation_elbo_nats(model: VAE, val: Split, cfg: VAEConfig, *, device: torc
         return terms.elbo_nats.double().sum()
 
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for part in eval_batches(elbo_sum, len(val), cfg.batch_size, model):
+    for part in eval_batches(elbo_sum, len(val), cfg.batch_size, model,
+                             desc="validation ELBO"):
         total += part  # batch by batch, in order
     return float(total) / len(val)
 
 
 def _write_grids(model: VAE, val: Split, z_grid: torch.Tensor, out_dir: Path, epoch: int,
                  grid_images: int) -> tuple[Path, Path]:
-    """samples_epochEEE.png (decoder means at fixed z) and recon_epochEEE.png (x, recon pairs)."""
+    """grids/samples_epochEEE.png (decoder means at fixed z) and grids/recon_epochEEE.png
+    (x, recon pairs): one folder of images, which dvc.yaml lists as DVC image plots."""
     device = z_grid.device
     pairs = min(len(val), max(1, grid_images // 2))
     grid_y = (torch.arange(len(z_grid), device=device) % model.num_classes
@@ -134,7 +136,9 @@ def _write_grids(model: VAE, val: Split, z_grid: torch.Tensor, out_dir: Path, ep
         x = to_model_range(val.images[:pairs]).to(device)  # (P, C, H, W)
         recon = model.reconstruct(x, val.labels[:pairs].to(device))
     interleaved = torch.stack([x, recon], dim=1).flatten(0, 1)  # (2P, C, H, W): x0, r0, x1, ...
-    paths = (out_dir / f"samples_epoch{epoch:03d}.png", out_dir / f"recon_epoch{epoch:03d}.png")
+    grid_dir = out_dir / "grids"
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    paths = (grid_dir / f"samples_epoch{epoch:03d}.png", grid_dir / f"recon_epoch{epoch:03d}.png")
     save_grid(samples.float().cpu(), paths[0], nrow=model.num_classes if grid_y is not None
               else None)
     save_grid(interleaved.float().cpu(), paths[1], nrow=2 * math.ceil(math.sqrt(pairs / 2)))
@@ -146,7 +150,9 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
     """Train a :class:`VAE` for ``cfg.epochs`` epochs; checkpoint and grids after every epoch.
 
     Writes ``checkpoint_path`` and, under ``artifacts_dir``: ``history.csv`` (one row per logged
-    step: window means since the previous row), ``epochs.csv`` and the per-epoch grids.
+    step: window means since the previous row), ``epochs.csv`` and the per-epoch grids. Logs
+    those window means as ``train/<key>`` every ``cfg.log_every`` steps and ``val_elbo_nats``,
+    ``val_bits_per_dim`` and ``epochs`` (completed) per epoch at the global step.
 
     The weights are drawn from the global RNG as the stage seeded it (``vae.seed``), not from a
     forked one as the judge's and the GAN's are: a fork would leave a different global state
@@ -191,9 +197,7 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
         val_elbo = validation_elbo_nats(model, val, cfg, device=device, amp=amp)
         last.update(val_elbo_nats=val_elbo, val_bits_per_dim=bits_per_dim(val_elbo, dims))
         seconds = time.perf_counter() - epoch_start
-        tracker.log_metrics({"val/elbo_nats": val_elbo,
-                             "val/bits_per_dim": last["val_bits_per_dim"], "epoch": epoch},
-                            step=progress.step)
+        tracker.log_metrics({**last, "epochs": epoch}, step=progress.step)
         epochs_csv.append({"epoch": epoch, "step": progress.step, **last, "seconds": seconds})
         for path in _write_grids(model, val, z_grid, artifacts_dir, epoch, cfg.grid_images):
             tracker.log_artifact(path, "grids")
