@@ -30,6 +30,7 @@ def checkout(tmp_path, monkeypatch) -> Path:
     (root / "src").mkdir(parents=True)
     (root / "metrics").mkdir()
     (root / "src" / "code.py").write_text("X = 1\n")
+    (root / "README.md").write_text("# docs\n")
     (root / "params.yaml").write_text("vae:\n  epochs: 2\ngan:\n  epochs: 3\n")
     (root / "dvc.lock").write_text("schema: '2.0'\n")
     (root / "metrics" / "train_vae.json").write_text("{}\n")

@@ -43,6 +43,9 @@ def test_key_ignores_pipeline_outputs_and_follows_code_params_and_experiment(che
     _pipeline_writes(checkout)
     assert pipeline_key(checkout, "workspace") == key  # stable between the stages of a run
     assert pipeline_key(checkout, "exp-a") != key
+    (checkout / "README.md").write_text("# docs, edited while the pipeline runs\n")
+    assert pipeline_key(checkout, "workspace") == key  # the stages run the same code
+    assert git_commit(checkout).endswith("-dirty")  # but the commit is not what ran
     (checkout / "params.yaml").write_text("vae:\n  epochs: 5\n")
     with_params = pipeline_key(checkout, "workspace")
     assert with_params != key

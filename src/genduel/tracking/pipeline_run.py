@@ -3,11 +3,13 @@
 DVC starts each stage as its own process and skips the stages whose outputs are cached, so no
 process sees the whole pipeline run. Each stage therefore computes the same **pipeline key**
 (:func:`pipeline_key`) from what defines the run: the DVC experiment name (``workspace`` for
-``dvc repro``), HEAD's commit, the diff of the tracked files against HEAD and the bytes of
-``params.yaml``. The files the pipeline writes itself (:data:`PIPELINE_WRITTEN`: ``dvc.lock``,
-``metrics/``, and ``params.yaml``, which ``dvc exp run`` rewrites) are left out of the diff, so
-the key does not change between the stages of one run. :func:`git_commit` leaves them out of
-its ``-dirty`` check for the same reason.
+``dvc repro``), HEAD's commit, the diff against HEAD of the code the stages run
+(:data:`PIPELINE_CODE`: ``src/``, ``pipeline/``, ``dvc.yaml``, the package's requirements) and
+the bytes of ``params.yaml``. Neither the files the pipeline writes itself (``dvc.lock``,
+``metrics/``) nor an edit of the README or the tests while a run goes on change the key, so every
+stage of one run finds the same parent. :func:`git_commit` leaves the pipeline's own outputs
+(:data:`PIPELINE_WRITTEN`, with ``params.yaml``, which ``dvc exp run`` rewrites) out of its
+``-dirty`` check.
 
 :func:`open_parent` finds the parent run with that key (tag ``genduel.pipeline_key``) that is
 not FINISHED, or creates it. **Race rule**: two stages that start at once (``dvc queue start -j
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Tracked paths the pipeline itself rewrites: never a sign of changed code.
 PIPELINE_WRITTEN = ("dvc.lock", "params.yaml", "metrics")
+#: Tracked paths whose edits change what the stages run (params.yaml enters the key by its bytes).
+#: Edits elsewhere (README, tests, bench) during a run must not split it into two parents.
+PIPELINE_CODE = ("src", "pipeline", "dvc.yaml", "pyproject.toml", "constraints.txt")
 #: The stage whose end finishes the pipeline run (the last one in dvc.yaml).
 LAST_STAGE = "report"
 KEY_TAG = "genduel.pipeline_key"
@@ -65,11 +70,13 @@ def git_commit(root: Path) -> str:
 
 
 def pipeline_key(root: Path, exp_name: str) -> str:
-    """sha256 of (experiment name, HEAD, diff of tracked code against HEAD, params.yaml)."""
+    """sha256 of (experiment name, HEAD, diff of :data:`PIPELINE_CODE` against HEAD,
+    params.yaml)."""
     h = hashlib.sha256()
     params = root / "params.yaml"
     for part in (exp_name.encode(), _git(root, "rev-parse", "HEAD") or b"",
-                 _git(root, "diff", "HEAD", "--binary", *_code_pathspec()) or b"",
+                 _git(root, "diff", "HEAD", "--binary", "--",
+                      *(f":(top){p}" for p in PIPELINE_CODE)) or b"",
                  params.read_bytes() if params.is_file() else b""):
         h.update(len(part).to_bytes(8, "big") + part)
     return h.hexdigest()
