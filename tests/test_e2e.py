@@ -49,19 +49,20 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
     return out
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def make_tiny_repo(repo: Path, overrides: dict[str, dict]) -> dict[str, str]:
+    """A git repo at ``repo``: this checkout's tracked and new (not ignored) files, params.yaml
+    with ``overrides`` applied per section, tiny fake IDX files in data/raw; returns the
+    environment to run dvc in (this venv first on PATH, no MLFLOW_/DVC_ variables)."""
     from genduel.data.raw import write_idx
 
-    repo = tmp_path_factory.mktemp("genduel") / "repo"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
         if (ROOT / rel).is_file():
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, repo / rel)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in OVERRIDES.items():
+    for section, values in overrides.items():
         params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rng = np.random.default_rng(0)
@@ -76,6 +77,13 @@ def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         run(cmd, repo, env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    repo = tmp_path_factory.mktemp("genduel") / "repo"
+    env = make_tiny_repo(repo, OVERRIDES)
     run(["dvc", "repro"], repo, env)
     return repo, env
 

@@ -13,7 +13,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -84,42 +83,13 @@ def server(tmp_path_factory) -> str:
         log.close()
 
 
-def _copy_checkout(dest: Path) -> None:
-    """Tracked and new (untracked, not ignored) files of the working tree."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
-
-
 @pytest.fixture(scope="module")
 def pipeline(server, tmp_path_factory) -> dict:
     """Two pipeline runs against ``server``: the default, then one with another gan.lr_g."""
-    import numpy as np
-
-    from genduel.data.raw import write_idx
-
     repo = tmp_path_factory.mktemp("live") / "repo"
-    _copy_checkout(repo)
+    overrides = {**E2E.OVERRIDES, "tracking": {"uri": server, "experiment": "live"}}
+    env = E2E.make_tiny_repo(repo, overrides)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    for section, values in {**E2E.OVERRIDES, "tracking": {"uri": server,
-                                                          "experiment": "live"}}.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    rng = np.random.default_rng(0)
-    raw = repo / "data" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", 700), ("t10k", 200)):
-        images, labels = E2E.fake_fashion(rng, n)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
-        E2E.run(cmd, repo, env)
     E2E.run(["dvc", "repro"], repo, env)
     first = {p.name: json.loads(p.read_text()) for p in (repo / "metrics").glob("*.json")}
     timings = [json.loads(line) for line in
