@@ -33,8 +33,10 @@ if sorted(k for keys in GROUPS.values() for k in keys) != sorted(keys_of_kind(SA
     raise ImportError(f"verdict.GROUPS {GROUPS} must hold each sample metric of "
                       f"genduel.metrics.table exactly once: {keys_of_kind(SAMPLE)}")
 
-#: A measured rerun: the same commit on two hosts (VAE / GAN FID), larger than the draws' ±.
-RERUN_EXAMPLE = "VAE / GAN FID 353.3 / 339.2 on one host and 350.9 / 346.1 on another"
+#: Measured reruns of the same code, params and seeds on two hosts of the same kind (the default
+#: run at 0deda48/afdaafa and again at a9b4a2f, issue 11): far beyond the draws' ±0.4.
+RERUN_EXAMPLE = ("GAN FID 189.8 on one host and 200.2 on another; "
+                 "VAE FID 324.4 and 324.6")
 
 
 def _number(value: Any) -> float | None:
@@ -160,8 +162,8 @@ def opening(evals: dict[str, dict[str, Any]], draws: Any) -> Opening:
     comps = {c.key: c for c in sample_comparisons(evals)}
     caveat = (f"A gap counts only when it exceeds the combined ± of the two numbers, and that ± "
               f"is the spread over the {draws} sample draws of one trained model: retraining or "
-              f"another machine moves the numbers more (the same commit gave {RERUN_EXAMPLE}), "
-              "so a win by a small multiple of the ± is weak evidence.")
+              f"another machine moves the numbers more (the same code and seeds gave "
+              f"{RERUN_EXAMPLE}), so a win by a small multiple of the ± is weak evidence.")
     if not comps:
         return Opening("**In short: no verdict.** The eval files hold no sample metric both "
                        "models report.", [], caveat)
