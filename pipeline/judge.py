@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genduel.data.splits import load_split
 from genduel.models.judge import build_judge
-from genduel.stage import StageContext, run_stage, run_training
+from genduel.stage import StageContext, launch_training, run_training
 from genduel.train.judge import train_judge
 
 
@@ -22,9 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     def train(ctx: StageContext) -> dict[str, float]:
         splits = [load_split(args.data, s) for s in ("train", "val", "test")]
         return train_judge(ctx.params["judge"], *splits, device=ctx.device, amp=ctx.amp,
-                           tracker=ctx.tracker, checkpoint_path=args.checkpoint)
+                           tracker=ctx.tracker, checkpoint_path=args.checkpoint,
+                           world=ctx.world)
 
-    return run_stage("judge", lambda: run_training(
+    return launch_training("judge", __file__, argv, lambda: run_training(
         "judge", "judge", data=args.data, splits=("train", "val", "test"),
         checkpoint=args.checkpoint, metrics=args.metrics, kind="judge",
         part="judge", build=build_judge, train=train))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genduel.data.splits import load_split
 from genduel.models.gan import build_generator
-from genduel.stage import StageContext, run_stage, run_training
+from genduel.stage import StageContext, launch_training, run_training
 from genduel.train.gan import train_gan
 from genduel.train.gan_init import load_init
 
@@ -26,9 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ctx.params["gan"]
         return train_gan(cfg, load_split(args.data, "train"), device=ctx.device, amp=ctx.amp,
                          tracker=ctx.tracker, checkpoint_path=args.checkpoint,
-                         artifacts_dir=args.artifacts, init_state=load_init(args.init, cfg))
+                         artifacts_dir=args.artifacts, init_state=load_init(args.init, cfg),
+                         world=ctx.world)
 
-    return run_stage("train_gan", lambda: run_training(
+    return launch_training("train_gan", __file__, argv, lambda: run_training(
         "train_gan", "gan", data=args.data, splits=("train",),
         checkpoint=args.checkpoint, metrics=args.metrics, kind="gan",
         part="generator", build=build_generator, train=train))

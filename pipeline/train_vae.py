@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genduel.data.splits import load_split
 from genduel.models.vae import build_vae
-from genduel.stage import StageContext, run_stage, run_training
+from genduel.stage import StageContext, launch_training, run_training
 from genduel.train.vae import train_vae
 
 
@@ -24,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         return train_vae(ctx.params["vae"], load_split(args.data, "train"),
                          load_split(args.data, "val"), device=ctx.device, amp=ctx.amp,
                          tracker=ctx.tracker, checkpoint_path=args.checkpoint,
-                         artifacts_dir=args.artifacts)
+                         artifacts_dir=args.artifacts, world=ctx.world)
 
-    return run_stage("train_vae", lambda: run_training(
+    return launch_training("train_vae", __file__, argv, lambda: run_training(
         "train_vae", "vae", data=args.data, splits=("train", "val"),
         checkpoint=args.checkpoint, metrics=args.metrics, kind="vae",
         part="vae", build=build_vae, train=train))

@@ -46,6 +46,17 @@ class RuntimeConfig:
     device: str = _f("auto", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(False, help="bf16 autocast on CUDA; ignored on the CPU")
     num_threads: int = _f(0, min=0, help="torch intra-op threads; 0 = torch's default")
+    nproc_per_node: int = _f(1, min=1, help="training processes per machine (torchrun, one per "
+                             "GPU); > 1 runs judge, train_vae and train_gan data-parallel")
+    nnodes: int = _f(1, min=1, help="machines of a data-parallel training run")
+    node_rank: int = _f(0, min=0, help="this machine's index, 0 .. nnodes - 1")
+    rdzv_endpoint: str = _f("", help="host:port of node 0's rendezvous; '' = localhost with a "
+                            "free port (one node only)")
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: ``nproc_per_node * nnodes``."""
+        return self.nproc_per_node * self.nnodes
 
 
 @dataclass(frozen=True)
@@ -259,6 +270,13 @@ def validate(section: str, cls: type[T], values: Mapping[str, Any] | None) -> T:
 
 def _check_cross_field(section: str, cfg: Any) -> None:
     """Constraints that involve more than one field or a list's items."""
+    if isinstance(cfg, RuntimeConfig):
+        if cfg.node_rank >= cfg.nnodes:
+            raise ConfigError(f"params.yaml: runtime.node_rank = {cfg.node_rank} must be below "
+                              f"runtime.nnodes = {cfg.nnodes}")
+        if cfg.nnodes > 1 and not cfg.rdzv_endpoint:
+            raise ConfigError(f"params.yaml: runtime.nnodes = {cfg.nnodes} needs "
+                              "runtime.rdzv_endpoint (host:port of node 0, the same on every node)")
     if isinstance(cfg, EvalConfig):
         ks = cfg.iwae_k
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
@@ -304,6 +322,14 @@ def _check_across_sections(params: Mapping[str, Any]) -> None:
     """Constraints between sections, checked by every stage (so a bad combination fails before
     any stage runs, not after the VAE is trained)."""
     check_init_from_vae(params["gan"], dataclasses.asdict(params["vae"]))
+    world = params["runtime"].world_size
+    for section in ("judge", "vae", "gan"):
+        batch = params[section].batch_size
+        if batch % world:
+            raise ConfigError(f"params.yaml: {section}.batch_size = {batch} is the global batch "
+                              f"and must divide by the {world} training processes (runtime."
+                              "nproc_per_node x runtime.nnodes); pick a multiple of "
+                              f"{world}")
 
 
 def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:

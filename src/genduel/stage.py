@@ -5,15 +5,25 @@
 train_gan): validate params, seed, pick the device, open the MLflow run (params under their
 section's names and under the shared names of :data:`SHARED_PARAMS`, the data splits as inputs),
 log the final model with an example of its call, and write the metrics JSON with the run id.
+
+Data-parallel training: :func:`launch_training` starts a training stage. Launched plainly with
+``runtime.nproc_per_node * runtime.nnodes > 1``, it re-launches the same script under
+torchrun's launcher (:func:`torch.distributed.launcher.api.elastic_launch`, what
+``python -m torch.distributed.run`` calls) and waits; each worker (or a worker that a user
+started with ``torchrun`` directly) finds its rank in the environment, joins the process group
+and trains its shard; rank 0 alone opens the MLflow run (with ``world_size``) and writes the
+metrics JSON. A rank that fails ends every rank (torchrun stops them) and the launch with one
+line naming the rank, after that rank's own error line.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +35,7 @@ from genduel import config, runtime, timings
 from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.data.pixels import to_model_range
 from genduel.data.splits import load_split
-from genduel.errors import GenDuelError
+from genduel.errors import ConfigError, GenDuelError, TrainingError
 from genduel.io import write_json
 from genduel.tracking.base import ModelExample, Tracker, dataset_refs
 from genduel.tracking.mlflow_store import stage_run
@@ -45,6 +55,8 @@ SHARED_PARAMS = {
     "train.seed": {s: "seed" for s in ("judge", "vae", "gan")},
     "train.log_every": {s: "log_every" for s in ("judge", "vae", "gan")},
 }
+#: Seconds a rank that lost a peer waits before it exits (torchrun then names the failed rank).
+PEER_LOST_PAUSE_S = 5.0
 #: Examples in a logged model's input example.
 EXAMPLE_BATCH = 4
 
@@ -57,28 +69,126 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stage(name: str, body: Callable[[], None]) -> int:
+def run_stage(name: str, body: Callable[[], None], *,
+              world: runtime.World = runtime.ONE_PROCESS, record: bool = True) -> int:
     """Run a stage body; return the process exit code.
 
-    ``GenDuelError`` becomes one line on stderr (``genduel <stage>: error: ...``) and exit code 2;
-    Ctrl-C becomes exit code 130. Files the body wrote atomically before the failure stay.
+    ``GenDuelError`` becomes one line on stderr (``genduel <stage>: error: ...``, with the rank
+    in a data-parallel ``world``) and exit code 2; Ctrl-C becomes exit code 130. Files the body
+    wrote atomically before the failure stay. Ranks other than 0 log warnings only; the wall
+    time is recorded when ``record`` (by rank 0 alone).
     """
     setup_logging()
+    who = f"{name} (rank {world.rank} of {world.size})" if world.distributed else name
+    if not world.is_main:
+        logging.getLogger("genduel").setLevel(logging.WARNING)
     start = time.perf_counter()
     try:
         # Log lines print above the progress bars instead of through them.
         with logging_redirect_tqdm():
             body()
     except GenDuelError as exc:
-        sys.stderr.write(f"genduel {name}: error: {exc}\n")  # the one line a user reads
+        sys.stderr.write(f"genduel {who}: error: {exc}\n")  # the one line a user reads
         return 2
+    except RuntimeError as exc:
+        if not (world.distributed and _peer_lost(exc)):
+            raise
+        # Another rank ended (its own error line says why): one line here, not a traceback,
+        # after a pause that lets torchrun see that rank's exit first and name it.
+        sys.stderr.write(f"genduel {who}: stopped: another rank failed "
+                         f"({type(exc).__name__} in a collective)\n")
+        time.sleep(PEER_LOST_PAUSE_S)
+        return 1
     except KeyboardInterrupt:
-        sys.stderr.write(f"genduel {name}: interrupted; checkpoints written so far are kept\n")
+        sys.stderr.write(f"genduel {who}: interrupted; checkpoints written so far are kept\n")
         return 130
     seconds = time.perf_counter() - start
     log.info("stage %s finished in %.1f s", name, seconds)
-    timings.record(name, seconds)
+    if record and world.is_main:
+        timings.record(name, seconds)
     return 0
+
+
+def _peer_lost(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is a collective that failed because another rank went away."""
+    import torch.distributed as dist
+
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or any(
+        s in text for s in ("closed by peer", "reset by peer", "Connection refused"))
+
+
+def launch_training(name: str, script: str | Path, argv: Sequence[str] | None,
+                    body: Callable[[], None]) -> int:
+    """A training stage's exit code: :func:`run_stage` of ``body`` in this process, or, when
+    started plainly and ``params.yaml`` asks for more than one process, ``script argv`` under
+    torchrun (:func:`launch`).
+
+    Args:
+        name: the stage.
+        script: the stage script (``__file__`` of ``pipeline/<stage>.py``).
+        argv: its arguments (None = ``sys.argv[1:]``), passed on to every worker.
+        body: the stage body (:func:`run_training`).
+    """
+    world = runtime.world_from_env(os.environ)
+    if world is not None:  # a torchrun worker
+        return run_stage(name, body, world=world)
+    try:
+        rt = config.load_all()["runtime"]
+    except GenDuelError:
+        rt = None  # the body fails on it too, with its one line
+    if rt is None or rt.world_size == 1:
+        return run_stage(name, body)
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_stage(name, lambda: launch(name, rt, script, args), record=False)
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now (the one-node rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(name: str, rt: config.RuntimeConfig, script: str | Path, args: Sequence[str]) -> None:
+    """Run ``python script args`` in ``rt.nproc_per_node`` workers on this node, as
+    ``python -m torch.distributed.run`` would, and wait for all of them.
+
+    One node: c10d rendezvous on ``rt.rdzv_endpoint`` or, when empty, 127.0.0.1 with a free
+    port. Several nodes: static rendezvous at ``rt.rdzv_endpoint`` (node 0's host:port), so that
+    node ``rt.node_rank`` holds the global ranks ``node_rank * nproc_per_node ...``, and node 0
+    rank 0, the writer. No restarts: a failed worker fails the stage.
+
+    Raises:
+        TrainingError: a worker failed; names the first failed rank and its exit code (its own
+            error line is already on stderr).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    static = rt.nnodes > 1
+    endpoint = rt.rdzv_endpoint or f"127.0.0.1:{free_port()}"
+    launch_cfg = LaunchConfig(
+        min_nodes=rt.nnodes, max_nodes=rt.nnodes, nproc_per_node=rt.nproc_per_node,
+        run_id=f"genduel-{name}", rdzv_endpoint=endpoint,
+        rdzv_backend="static" if static else "c10d",
+        rdzv_configs={"rank": rt.node_rank} if static else {}, max_restarts=0)
+    log.info("%s: %d training processes (%d per node, node %d of %d), rendezvous at %s", name,
+             rt.world_size, rt.nproc_per_node, rt.node_rank, rt.nnodes, endpoint)
+    elastic = logging.getLogger("torch.distributed.elastic")
+    level = elastic.level
+    elastic.setLevel(logging.CRITICAL)  # its multi-line failure report: ours is one line
+    try:
+        elastic_launch(launch_cfg, sys.executable)(str(script), *args)
+    except ChildFailedError as exc:
+        # The rank with a GenDuelError (exit code 2) first: the others only lost their peer.
+        rank, failure = min(exc.failures.items(),
+                            key=lambda kv: (kv[1].exitcode != 2, kv[1].timestamp, kv[0]))
+        raise TrainingError(f"rank {rank} of {rt.world_size} failed with exit code "
+                            f"{failure.exitcode} (its error is above); every rank was "
+                            "stopped") from None
+    finally:
+        elastic.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -88,7 +198,8 @@ class StageContext:
     params: dict[str, Any]  # every params.yaml section, validated
     device: torch.device
     amp: bool
-    tracker: Tracker
+    tracker: Tracker  # a NullTracker on ranks other than 0
+    world: runtime.World = runtime.ONE_PROCESS
 
 
 def shared_params(section: str, cfg: Any) -> dict[str, Any]:
@@ -133,16 +244,42 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
         part: the network of the checkpoint to log (``judge``, ``vae``, ``generator``).
         build: that model's builder (``model_config`` -> untrained network).
         train: the library training function, given a :class:`StageContext`.
+
+    In a torchrun worker every rank trains; rank 0 alone opens the MLflow run (param
+    ``world_size``), logs the model and writes ``metrics``. The global RNGs are seeded per rank
+    (:meth:`~genduel.runtime.World.seed`: rank 0 with the section's seed), so dropout masks
+    differ between ranks; weights are rank 0's (DistributedDataParallel broadcasts them).
     """
+    world = runtime.world_from_env(os.environ) or runtime.ONE_PROCESS
     params = config.load_all()
     cfg, rt = params[section], params["runtime"]
-    runtime.seed_everything(cfg.seed)
-    device = runtime.resolve_device(rt)
+    if cfg.batch_size % world.size:
+        raise ConfigError(f"params.yaml: {section}.batch_size = {cfg.batch_size} is the global "
+                          f"batch and must divide by the {world.size} training processes")
+    runtime.seed_everything(world.seed(cfg.seed))
+    device = runtime.init_world(world, rt)
+    try:
+        if not world.is_main:
+            return train(StageContext(params, device, rt.amp, runtime.NullTracker(), world))
+        return _train_tracked(stage, section, params, device, world, data=data, splits=splits,
+                              checkpoint=checkpoint, metrics=metrics, kind=kind, part=part,
+                              build=build, train=train)
+    finally:
+        runtime.close_world(world)
+
+
+def _train_tracked(stage: str, section: str, params: dict[str, Any], device: torch.device,
+                   world: runtime.World, *, data: Path, splits: tuple[str, ...],
+                   checkpoint: Path, metrics: Path, kind: str, part: str,
+                   build: Callable[[dict[str, Any]], torch.nn.Module],
+                   train: Callable[[StageContext], dict[str, float]]) -> dict[str, float]:
+    """The body of :func:`run_training` on rank 0: the MLflow run around ``train``."""
+    cfg, rt = params[section], params["runtime"]
     logged = {**config.flat_params(params, "runtime", "data", section),
-              **shared_params(section, cfg)}
+              **shared_params(section, cfg), "world_size": world.size}
     with stage_run(stage, params["tracking"], logged) as tracker:
         tracker.log_inputs(dataset_refs(data, splits))
-        summary = train(StageContext(params, device, rt.amp, tracker))
+        summary = train(StageContext(params, device, rt.amp, tracker, world))
         steps = int(summary.get("steps", 0))
         tracker.log_metrics(summary, step=steps)  # the last epoch's point, where it has history
         model = rebuild(load_checkpoint(checkpoint, kind), part, build)

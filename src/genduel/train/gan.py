@@ -14,6 +14,16 @@ Randomness comes from explicit generators seeded from ``gan.seed``: the global R
 seeded with ``seed`` initialises the weights, ``seed`` shuffles the training set (CPU),
 ``seed + 1`` draws the training noise (on the device), ``seed + 2`` the fixed grid noise and
 ``seed + 3`` the diagnostic noise (CPU, so grids match across devices).
+
+Data-parallel (``world``): G and D each run in DistributedDataParallel on each rank's shard of
+the real batches, with the rank's own noise stream (:meth:`~genduel.runtime.World.seed`; rank
+0's is the one-process stream), so the fakes of a step are as many and as varied as in one
+process. A network that only feeds another's update is called unwrapped (G making D's fakes
+under ``no_grad``, D in G's update), so each wrapper's gradients are averaged exactly once per
+update. WGAN-GP's penalty (a gradient of D's input gradient) runs through D's wrapper: the
+penalty's ``autograd.grad`` touches no weight, and the one ``backward`` of the critic loss
+averages D's weight gradients once. The EMA copy is updated on every rank (the same weights
+everywhere) and rank 0 alone writes grids, samples, CSVs and the checkpoint.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from genduel.models.gan import (
     gradient_penalty,
     hinge_d_loss,
 )
-from genduel.runtime import autocast, eval_mode, make_generator
+from genduel.runtime import ONE_PROCESS, World, autocast, data_parallel, eval_mode, make_generator
 from genduel.tracking.base import CsvLog, Tracker
 from genduel.train import loop
 from genduel.train.ema import EMA
@@ -104,6 +114,11 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
                             penalty.detach()])
 
 
+def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DistributedDataParallel wrapper (``net`` itself otherwise)."""
+    return net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
+
+
 def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
                    opt_d: torch.optim.Optimizer, real_batches: Sequence[torch.Tensor],
                    cfg: GANConfig, *, generator: torch.Generator | None,
@@ -117,7 +132,7 @@ def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
     ``g_loss(l(G(z)), cfg.loss)``; D's weights get no gradient there (only its input does).
 
     Args:
-        G, D: the networks (put in train mode here).
+        G, D: the networks (put in train mode here), each possibly in DistributedDataParallel.
         opt_g, opt_d: optimizers over G's and D's parameters.
         real_batches: exactly ``cfg.d_steps`` batches (B, C, H, W) in [-1, 1] on G's device.
         cfg: uses ``d_steps``, ``loss`` and ``gp_weight``.
@@ -141,25 +156,26 @@ def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
     if len(real_batches) != cfg.d_steps:
         raise ValueError(f"gan_train_step needs gan.d_steps = {cfg.d_steps} real batches, "
                          f"got {len(real_batches)}")
-    labels = list(real_labels) if G.conditional else [None] * len(real_batches)
+    g, d = _unwrap(G), _unwrap(D)
+    labels = list(real_labels) if g.conditional else [None] * len(real_batches)
     if len(labels) != len(real_batches):
         raise ValueError("a conditional GAN needs one label batch per real batch")
     G.train()
     D.train()
     d_sums = torch.zeros(5, device=real_batches[0].device)
     for x, y in zip(real_batches, labels):
-        d_sums += _d_update(G, D, opt_d, x, y, cfg, generator=generator, amp_ctx=amp_ctx,
+        d_sums += _d_update(g, D, opt_d, x, y, cfg, generator=generator, amp_ctx=amp_ctx,
                             step=step)
-    z = G.sample_latent(real_batches[0].shape[0], generator)  # (B, latent)
-    D.requires_grad_(False)  # skip D's weight gradients: only dL/dx flows back into G
+    z = g.sample_latent(real_batches[0].shape[0], generator)  # (B, latent)
+    d.requires_grad_(False)  # skip D's weight gradients: only dL/dx flows back into G
     try:
         with amp_ctx:
-            loss_g = g_loss(D(G(z, labels[0]), labels[0]).float(), cfg.loss)
+            loss_g = g_loss(d(G(z, labels[0]), labels[0]).float(), cfg.loss)
         _check_finite("g_loss", loss_g, step)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
     finally:
-        D.requires_grad_(True)
+        d.requires_grad_(True)
     opt_g.step()
     n_real = sum(x.shape[0] for x in real_batches)
     loss_d, s_real, s_fake, correct, penalty = d_sums.double().tolist()  # one device sync
@@ -226,7 +242,8 @@ def _optimizer(params: Iterator[torch.nn.Parameter], lr: float,
 
 def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
               tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path,
-              init_state: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+              init_state: dict[str, torch.Tensor] | None = None,
+              world: World = ONE_PROCESS) -> dict[str, float]:
     """Train a :class:`Generator`/:class:`Discriminator` pair for ``cfg.epochs`` epochs.
 
     Both nets are initialised from the global RNG forked and seeded with ``cfg.seed``. The
@@ -243,6 +260,8 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
     Args:
         init_state: a generator state dict to start from (``gan.init_from_vae``: the VAE
             decoder's weights, see :mod:`genduel.train.gan_init`); None = random initialisation.
+        world: this process's place in a data-parallel run (one call per rank, process group
+            joined); rank 0 alone uses ``tracker`` and writes files.
 
     Returns:
         The last epoch's means of :data:`STEP_KEYS`, ``train_seconds`` (wall time of the whole
@@ -254,23 +273,27 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
         raise DataError(f"gan needs at least gan.d_steps = {cfg.d_steps} batches of "
                         f"gan.batch_size = {cfg.batch_size} training images, got {len(train)} "
                         "images; lower those or raise data.train_limit")
-    artifacts_dir = Path(artifacts_dir)
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    artifacts_dir, main = Path(artifacts_dir), world.is_main
+    tracker = loop.rank_tracker(tracker, world)
+    if main:
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
     shape, k = tuple(train.image_shape), train.num_classes
     G, D = loop.build_seeded(cfg.seed, lambda: (Generator(cfg, shape, k).to(device),
                                                 Discriminator(cfg, shape, k).to(device)))
     if init_state is not None:
         G.load_state_dict(init_state)
     ema = EMA(G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    G_par, D_par = data_parallel(G, world, device), data_parallel(D, world, device)
     sampler = ema.model if ema is not None else G  # what grids, diagnostics and evaluate use
     bn_gen = make_generator(cfg.seed + 4)
     bn_noise = [torch.randn(cfg.batch_size, G.latent_dim, generator=bn_gen).to(device)
                 for _ in range(BN_BATCHES if ema is not None else 0)]
     opt_g = _optimizer(G.parameters(), cfg.lr_g, cfg)
     opt_d = _optimizer(D.parameters(), cfg.lr_d, cfg)
-    shuffle_gen, noise_gen = make_generator(cfg.seed), make_generator(cfg.seed + 1, device)
-    history = CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS)
-    epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
+    shuffle_gen = make_generator(cfg.seed)
+    noise_gen = make_generator(world.seed(cfg.seed + 1), device)
+    history = CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS) if main else None
+    epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS) if main else None
     grid, diag = (_Fixed.draw(G, n, cfg.seed + s, device)
                   for n, s in ((cfg.grid_images, 2), (cfg.diag_samples, 3)))
     diag_samples: dict[str, list] = {"epochs": [], "steps": [], "images": [],
@@ -279,7 +302,7 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
     means = dict.fromkeys(STEP_KEYS, float("nan"))
 
     def step(batch: loop.Batch, step: int) -> dict[str, float]:
-        out = gan_train_step(G, D, opt_g, opt_d, [x for x, _ in batch], cfg,
+        out = gan_train_step(G_par, D_par, opt_g, opt_d, [x for x, _ in batch], cfg,
                              generator=noise_gen, amp_ctx=autocast(device, amp), step=step,
                              real_labels=[y for _, y in batch])
         if ema is not None:
@@ -288,13 +311,16 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
 
     def on_log(epoch: int, step: int, window: dict[str, float]) -> None:
         tracker.log_metrics({f"train/{k}": v for k, v in window.items()}, step=step)
-        history.append({"step": step, "epoch": epoch, **window})
+        if history is not None:
+            history.append({"step": step, "epoch": epoch, **window})
 
     def on_epoch(epoch: int, values: dict[str, list[float]], epoch_start: float) -> None:
         if ema is not None:
             recompute_bn_stats(ema.model, bn_noise)
         means.update(loop.epoch_means(values))
         means.update({f"{k}_std": loop.epoch_std(values[k]) for k in ("d_loss", "g_loss")})
+        if epochs_csv is None:  # not rank 0: nothing to write
+            return
         grid_path = artifacts_dir / "grids" / f"samples_epoch{epoch:03d}.png"  # a DVC image plot
         grid_path.parent.mkdir(parents=True, exist_ok=True)
         save_grid(grid.images(sampler), grid_path,
@@ -323,11 +349,12 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
 
     spec = loop.EpochSpec("gan", STEP_KEYS, cfg.log_every, {"d_loss": ".3f", "g_loss": ".3f"})
     loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
-             on_epoch=on_epoch,
+             on_epoch=on_epoch, world=world, device=device,
              make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
-                                                   device=device, group=cfg.d_steps))
-    for table in (history.path, epochs_csv.path):
-        tracker.log_artifact(table, "history")
+                                                   device=device, group=cfg.d_steps, world=world))
+    for table in (history, epochs_csv):
+        if table is not None:
+            tracker.log_artifact(table.path, "history")
     last = {k: means[k] for k in STEP_KEYS}
     return {**last, "train_seconds": time.perf_counter() - start, "steps": progress.step,
             "epochs": cfg.epochs, "train_images_per_s": progress.images_per_s}

@@ -6,6 +6,10 @@ NLL, which the evaluate stage reports next to every judge-based metric.
 
 Randomness: the global RNG forked and seeded with ``judge.seed`` initialises the weights (and
 drives dropout); ``seed`` also seeds the CPU generator that shuffles the training set.
+
+Data-parallel (``world``): the judge runs in DistributedDataParallel on each rank's shard of the
+global batch; every rank evaluates (same weights up to BatchNorm running statistics, which are
+rank 0's at every forward) and rank 0 alone logs and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from genduel.data.pixels import to_model_range
 from genduel.data.splits import Split
 from genduel.errors import DataError
 from genduel.models.judge import Judge
-from genduel.runtime import autocast, eval_batches, make_generator
+from genduel.runtime import (
+    ONE_PROCESS,
+    World,
+    autocast,
+    data_parallel,
+    eval_batches,
+    make_generator,
+)
 from genduel.tracking.base import Tracker
 from genduel.train import loop
 
@@ -35,13 +46,13 @@ STEP_KEYS = ("loss", "acc")
 EVAL_BATCH = 250
 
 
-def judge_train_step(model: Judge, opt: torch.optim.Optimizer, x: torch.Tensor,
+def judge_train_step(model: Judge | torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
                      y: torch.Tensor, *, amp_ctx: contextlib.AbstractContextManager,
                      step: int = 0) -> dict[str, float]:
     """One optimizer step on the mean cross-entropy of a batch.
 
     Args:
-        model: the judge (put in train mode here).
+        model: the judge (put in train mode here), or the judge in DistributedDataParallel.
         opt: optimizer over ``model.parameters()``.
         x: (B, C, H, W) images in [-1, 1]; y: (B,) int64 labels in [0, K).
         amp_ctx: a context from :func:`genduel.runtime.autocast`, around the forward pass.
@@ -92,14 +103,15 @@ def evaluate_accuracy(model: Judge, split: Split, batch_size: int,
 
 def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
                 device: torch.device, amp: bool, tracker: Tracker,
-                checkpoint_path: Path) -> dict[str, float]:
+                checkpoint_path: Path, world: World = ONE_PROCESS) -> dict[str, float]:
     """Train a :class:`Judge` for ``cfg.epochs`` epochs; checkpoint after every epoch.
 
     AdamW(lr, weight_decay) with a one-cycle schedule: the learning rate rises from lr/25 to
     ``cfg.lr`` over the first 30 % of steps, then anneals (cosine) to lr/25e4. Logs
     ``train/loss``, ``train/acc`` and ``train/lr`` every ``cfg.log_every`` steps, ``val_accuracy``,
     ``val_nll`` and ``epochs`` (completed) per epoch, ``test_accuracy`` and ``test_nll`` at the
-    end, each at the global step (the names of the returned summary).
+    end, each at the global step (the names of the returned summary). In a distributed
+    ``world`` (one call per rank) only rank 0 uses ``tracker`` and writes the checkpoint.
 
     Returns:
         ``test_accuracy``, ``test_nll``, ``val_accuracy``, ``val_nll`` (nats per image),
@@ -114,6 +126,7 @@ def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
             raise DataError(f"{name} images are {split.image_shape}, train {train.image_shape}")
     model = loop.build_seeded(cfg.seed, lambda: Judge(cfg, tuple(train.image_shape),
                                                       train.num_classes)).to(device)
+    parallel, tracker = data_parallel(model, world, device), loop.rank_tracker(tracker, world)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = loop.steps_per_epoch(len(train), cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr,
@@ -123,13 +136,15 @@ def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
 
     def step(batch: loop.Batch, step: int) -> dict[str, float]:
         (x, y), = batch
-        return judge_train_step(model, opt, x, y, amp_ctx=autocast(device, amp), step=step)
+        return judge_train_step(parallel, opt, x, y, amp_ctx=autocast(device, amp), step=step)
 
     def on_log(epoch: int, step: int, means: dict[str, float]) -> None:
         tracker.log_metrics({**{f"train/{k}": v for k, v in means.items()},
                              "train/lr": sched.get_last_lr()[0]}, step=step)
 
     def save(epoch: int, extra: dict[str, float]) -> None:
+        if not world.is_main:
+            return
         loop.save_state(Path(checkpoint_path), kind="judge", model_config=model.model_config(),
                         nets={"judge": model}, optimizers={"judge": opt}, progress=progress,
                         epoch=epoch, extra=extra)
@@ -144,9 +159,9 @@ def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
 
     spec = loop.EpochSpec("judge", STEP_KEYS, cfg.log_every, {"loss": ".3f", "acc": ".3f"})
     loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
-             on_epoch=on_epoch, on_step=[lambda _: sched.step()],
+             on_epoch=on_epoch, on_step=[lambda _: sched.step()], world=world, device=device,
              make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
-                                                   device=device))
+                                                   device=device, world=world))
     test_acc, test_nll = evaluate_accuracy(model, test, EVAL_BATCH, device)
     tracker.log_metrics({"test_accuracy": test_acc, "test_nll": test_nll}, step=progress.step)
     save(cfg.epochs, {"test_accuracy": test_acc, "test_nll": test_nll, **val_scores})

@@ -15,9 +15,16 @@ the rest, once:
   model config), written atomically after every epoch;
 - building a model from a seed without disturbing the global RNG (:func:`build_seeded`).
 
+Data-parallel runs (torchrun, :class:`~genduel.runtime.World`): every rank draws the same
+seeded permutation and :func:`epoch_batches` gives it its contiguous shard of each global batch
+(``batch_size`` stays the global batch, so the data of a step does not depend on the number of
+processes); :func:`run_epoch` averages the step statistics over ranks, so what is logged is the
+global batch mean; :func:`rank_tracker` gives ranks other than 0 a tracker that records nothing,
+and the trainers write files on rank 0 alone.
+
 Seams for later work: :class:`Progress` holds the loop's whole state and round-trips through
 ``state_dict``/``load_state_dict`` (resume); ``on_step`` hooks run after every optimizer step
-(EMA of weights); :func:`epoch_batches` is where a distributed sampler takes its shard (DDP).
+(EMA of weights).
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from genduel.checkpoint import save_checkpoint
+from genduel.data.pixels import to_model_range
 from genduel.data.splits import batches
 from genduel.errors import TrainingError
+from genduel.runtime import ONE_PROCESS, NullTracker, World, all_mean, rng_state
 from genduel.runtime import progress as progress_bar
-from genduel.runtime import rng_state
+from genduel.tracking.base import Tracker
 
 if TYPE_CHECKING:
     from genduel.data.splits import Split
@@ -59,13 +68,35 @@ def steps_per_epoch(n: int, batch_size: int, group: int = 1) -> int:
 
 
 def epoch_batches(split: Split, batch_size: int, *, generator: torch.Generator,
-                  device: torch.device, group: int = 1) -> Iterator[Batch]:
-    """The batches of one epoch in the order of a fresh permutation drawn from ``generator``."""
+                  device: torch.device, group: int = 1,
+                  world: World = ONE_PROCESS) -> Iterator[Batch]:
+    """The batches of one epoch in the order of a fresh permutation drawn from ``generator``.
+
+    In a distributed ``world`` every rank draws the same permutation (same seed) and keeps its
+    contiguous part :meth:`World.shard` of each global batch of ``batch_size``.
+    """
     drop_last = len(split) >= batch_size  # see steps_per_epoch
-    it = batches(split, batch_size, shuffle=True, generator=generator, device=device,
-                 drop_last=drop_last)
+    if world.distributed:
+        it = _shards(split, batch_size, generator, device, drop_last, world)
+    else:
+        it = batches(split, batch_size, shuffle=True, generator=generator, device=device,
+                     drop_last=drop_last)
     for _ in range(steps_per_epoch(len(split), batch_size, group)):
         yield [next(it) for _ in range(group)]
+
+
+def _shards(split: Split, batch_size: int, generator: torch.Generator, device: torch.device,
+            drop_last: bool, world: World) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's part of each global batch of :func:`genduel.data.splits.batches` (same
+    permutation, same batches); only the shard's pixels are read and moved to ``device``."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:min(start + batch_size, n)]  # the global batch
+        idx = torch.tensor_split(idx, world.size)[world.rank]  # = idx[world.shard(len(idx))]
+        x = split.images[idx].to(device, non_blocking=True)
+        yield to_model_range(x), split.labels[idx].to(device, non_blocking=True)
 
 
 def require_finite(value: torch.Tensor, what: str, step: int, fix: str) -> None:
@@ -109,10 +140,15 @@ class EpochSpec:
 
 def run_epoch(spec: EpochSpec, epoch: int, steps: Iterator[Batch], total: int, step_fn: StepFn,
               progress: Progress, *, on_log: Callable[[int, int, dict[str, float]], None],
-              on_step: Sequence[Callable[[int], None]] = ()) -> dict[str, list[float]]:
+              on_step: Sequence[Callable[[int], None]] = (), world: World = ONE_PROCESS,
+              device: torch.device | str = "cpu") -> dict[str, list[float]]:
     """One pass: ``step_fn`` on every batch, then the ``on_step`` hooks; every
     ``spec.log_every`` global steps ``on_log(epoch, step, means)`` with the means over the window of
     steps since the last call.
+
+    In a distributed ``world`` each step's statistics are averaged over the ranks (one
+    all-reduce of a few float64 scalars on ``device``): with equal shards, the global batch
+    means. ``progress.images`` counts the images of all ranks.
 
     Returns:
         The per-step values of every key in ``spec.keys``, in step order.
@@ -122,8 +158,8 @@ def run_epoch(spec: EpochSpec, epoch: int, steps: Iterator[Batch], total: int, s
     bar = progress_bar(desc=f"{spec.name} epoch {epoch}", total=total, unit="step")
     for batch in steps:
         progress.step += 1
-        progress.images += sum(x.shape[0] for x, _ in batch)
-        stats = step_fn(batch, progress.step)
+        progress.images += sum(x.shape[0] for x, _ in batch) * world.size
+        stats = all_mean(step_fn(batch, progress.step), world, device)
         for hook in on_step:
             hook(progress.step)
         for k in spec.keys:
@@ -144,14 +180,15 @@ def fit(spec: EpochSpec, epochs: int, progress: Progress, *,
         make_steps: Callable[[], Iterator[Batch]], total: int, step_fn: StepFn,
         on_log: Callable[[int, int, dict[str, float]], None],
         on_epoch: Callable[[int, dict[str, list[float]], float], None],
-        on_step: Sequence[Callable[[int], None]] = ()) -> None:
+        on_step: Sequence[Callable[[int], None]] = (), world: World = ONE_PROCESS,
+        device: torch.device | str = "cpu") -> None:
     """Epochs ``progress.epoch + 1 .. epochs``: :func:`run_epoch` over ``make_steps()``, then
     ``on_epoch(epoch, per-step values, epoch start time)`` (validation, grids, checkpoint).
     ``progress.fit_seconds`` counts the step loops alone."""
     for epoch in range(progress.epoch + 1, epochs + 1):
         start = time.perf_counter()
         values = run_epoch(spec, epoch, make_steps(), total, step_fn, progress, on_log=on_log,
-                           on_step=on_step)
+                           on_step=on_step, world=world, device=device)
         progress.fit_seconds += time.perf_counter() - start
         progress.epoch = epoch
         on_epoch(epoch, values, start)
@@ -188,3 +225,8 @@ def save_state(path: Path, *, kind: str, model_config: Mapping[str, Any],
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "step": progress.step, "epoch": epoch, "rng": rng_state(), "extra": dict(extra),
     })
+
+
+def rank_tracker(tracker: Tracker, world: World) -> Tracker:
+    """``tracker`` on rank 0, a :class:`NullTracker` on every other rank."""
+    return tracker if world.is_main else NullTracker()

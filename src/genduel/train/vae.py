@@ -9,6 +9,11 @@ Randomness comes from explicit generators seeded from ``vae.seed``: ``seed`` shu
 training set (CPU), ``seed + 1`` draws the training eps, ``seed + 2`` the fixed latents of the
 sample grids (CPU, so grids match across devices), ``seed + 3`` the validation eps (re-seeded
 every epoch, so validation curves do not carry sampling noise from epoch to epoch).
+
+Data-parallel (``world``): the ELBO runs through :class:`ELBOModule` in DistributedDataParallel,
+each rank draws its eps from its own stream (:meth:`~genduel.runtime.World.seed`; rank 0's is
+the one-process stream), every rank validates (same weights, same value) and rank 0 alone writes
+the grids, CSVs and checkpoint.
 """
 
 from __future__ import annotations
@@ -27,8 +32,16 @@ from genduel.data.pixels import save_grid, to_model_range
 from genduel.data.splits import Split
 from genduel.errors import DataError
 from genduel.models.likelihood import bits_per_dim
-from genduel.models.vae import VAE, elbo_terms, num_dims, vae_loss
-from genduel.runtime import autocast, eval_batches, eval_mode, make_generator
+from genduel.models.vae import VAE, ELBOTerms, elbo_terms, num_dims, vae_loss
+from genduel.runtime import (
+    ONE_PROCESS,
+    World,
+    autocast,
+    data_parallel,
+    eval_batches,
+    eval_mode,
+    make_generator,
+)
 from genduel.tracking.base import CsvLog, Tracker
 from genduel.train import loop
 
@@ -42,10 +55,25 @@ _FIX = ("lower vae.lr (or vae.beta) in params.yaml, set runtime.amp: false, and 
         "images are finite and in [-1, 1]")
 
 
+class ELBOModule(torch.nn.Module):
+    """:func:`~genduel.models.vae.elbo_terms` of a VAE as a ``forward``: the call that
+    DistributedDataParallel must see (it syncs gradients of what runs through ``forward``, and
+    the ELBO calls ``encode``/``decode``)."""
+
+    def __init__(self, vae: VAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None, mc_samples: int,
+                generator: torch.Generator | None) -> ELBOTerms:
+        return elbo_terms(self.vae, x, mc_samples, generator, y)
+
+
 def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                    cfg: VAEConfig, *, amp_ctx: contextlib.AbstractContextManager,
                    step: int = 0, generator: torch.Generator | None = None,
-                   y: torch.Tensor | None = None, beta: float | None = None) -> dict[str, float]:
+                   y: torch.Tensor | None = None, beta: float | None = None,
+                   parallel: torch.nn.Module | None = None) -> dict[str, float]:
     """One optimizer step on a batch; the weights are left untouched if anything is not finite.
 
     The checks run before ``optimizer.step``, so on error the parameters and optimizer state are
@@ -61,6 +89,8 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
         generator: draws eps (on the model's device); None = global RNG.
         y: labels (B,) of the batch; used by a CVAE (the terms then bound log p(x | y)).
         beta: the KL weight of this step (:func:`kl_weight`); None = ``cfg.beta``.
+        parallel: ``model``'s :class:`ELBOModule` in DistributedDataParallel (gradients
+            averaged over ranks); None = one process.
 
     Returns:
         Batch means in nats per image: ``loss``, ``elbo_nats``, ``recon_nats`` (= -log p(x | z)),
@@ -70,8 +100,10 @@ def vae_train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor
         TrainingError: the loss or the gradient norm is NaN or infinite.
     """
     model.train()
+    y = y if model.conditional else None
     with amp_ctx:
-        terms = elbo_terms(model, x, cfg.mc_samples, generator, y if model.conditional else None)
+        terms = (elbo_terms(model, x, cfg.mc_samples, generator, y) if parallel is None
+                 else parallel(x, y, cfg.mc_samples, generator))
         loss = vae_loss(terms, cfg.beta if beta is None else beta)
     loop.require_finite(loss, "vae loss", step, _FIX)
     optimizer.zero_grad(set_to_none=True)
@@ -146,7 +178,8 @@ def _write_grids(model: VAE, val: Split, z_grid: torch.Tensor, out_dir: Path, ep
 
 
 def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device, amp: bool,
-              tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path) -> dict[str, float]:
+              tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path,
+              world: World = ONE_PROCESS) -> dict[str, float]:
     """Train a :class:`VAE` for ``cfg.epochs`` epochs; checkpoint and grids after every epoch.
 
     Writes ``checkpoint_path`` and, under ``artifacts_dir``: ``history.csv`` (one row per logged
@@ -158,6 +191,9 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
     forked one as the judge's and the GAN's are: a fork would leave a different global state
     in the checkpoint and change ``models/vae.pt``.
 
+    In a distributed ``world`` (one call per rank, process group joined) rank 0 writes every
+    file and is the only one to use ``tracker``.
+
     Returns:
         ``val_elbo_nats`` and ``val_bits_per_dim`` after the last epoch, ``train_seconds`` (wall
         time of the whole loop: training, validation, grids, checkpoints), ``steps``, ``epochs``.
@@ -167,17 +203,21 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
                         "validation images; check data.train_limit and data.val_size")
     if tuple(val.image_shape) != tuple(train.image_shape):
         raise DataError(f"train images are {train.image_shape} but val images {val.image_shape}")
-    artifacts_dir = Path(artifacts_dir)
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    artifacts_dir, main = Path(artifacts_dir), world.is_main
+    tracker = loop.rank_tracker(tracker, world)
+    if main:
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
     model = VAE(cfg, tuple(train.image_shape), train.num_classes).to(device)
+    parallel = data_parallel(ELBOModule(model), world, device) if world.distributed else None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Cosine decay to 0 over the run: the last epochs settle instead of bouncing at full lr.
     total = loop.steps_per_epoch(len(train), cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
                                                            T_max=cfg.epochs * max(1, total))
-    shuffle_gen, noise_gen = make_generator(cfg.seed), make_generator(cfg.seed + 1, device)
-    history = CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS)
-    epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS)
+    shuffle_gen = make_generator(cfg.seed)
+    noise_gen = make_generator(world.seed(cfg.seed + 1), device)
+    history = CsvLog(artifacts_dir / "history.csv", HISTORY_COLUMNS) if main else None
+    epochs_csv = CsvLog(artifacts_dir / "epochs.csv", EPOCH_COLUMNS) if main else None
     z_grid = torch.randn(cfg.grid_images, cfg.latent_dim,
                          generator=make_generator(cfg.seed + 2)).to(device)  # (G, latent)
     dims, progress, start = num_dims(model.image_shape), loop.Progress(), time.perf_counter()
@@ -187,17 +227,20 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
         (x, y), = batch
         return vae_train_step(model, optimizer, x, cfg, step=step,
                               amp_ctx=autocast(device, amp), generator=noise_gen, y=y,
-                              beta=kl_weight(cfg, step, total))
+                              beta=kl_weight(cfg, step, total), parallel=parallel)
 
     def on_log(epoch: int, step: int, means: dict[str, float]) -> None:
         tracker.log_metrics({f"train/{k}": v for k, v in means.items()}, step=step)
-        history.append({"step": step, "epoch": epoch, **means})
+        if history is not None:
+            history.append({"step": step, "epoch": epoch, **means})
 
     def on_epoch(epoch: int, _: dict[str, list[float]], epoch_start: float) -> None:
         val_elbo = validation_elbo_nats(model, val, cfg, device=device, amp=amp)
         last.update(val_elbo_nats=val_elbo, val_bits_per_dim=bits_per_dim(val_elbo, dims))
         seconds = time.perf_counter() - epoch_start
         tracker.log_metrics({**last, "epochs": epoch}, step=progress.step)
+        if epochs_csv is None:  # not rank 0: nothing to write
+            return
         epochs_csv.append({"epoch": epoch, "step": progress.step, **last, "seconds": seconds})
         for path in _write_grids(model, val, z_grid, artifacts_dir, epoch, cfg.grid_images):
             tracker.log_artifact(path, "grids")
@@ -211,10 +254,12 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
 
     spec = loop.EpochSpec("vae", STEP_KEYS, cfg.log_every, {"elbo_nats": ".1f"})
     loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
-             on_epoch=on_epoch, on_step=[lambda _: scheduler.step()],
+             on_epoch=on_epoch, on_step=[lambda _: scheduler.step()], world=world,
+             device=device,
              make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
-                                                   device=device))
-    for table in (history.path, epochs_csv.path):
-        tracker.log_artifact(table, "history")
+                                                   device=device, world=world))
+    for table in (history, epochs_csv):
+        if table is not None:
+            tracker.log_artifact(table.path, "history")
     return {**last, "train_seconds": time.perf_counter() - start, "steps": progress.step,
             "epochs": cfg.epochs}
