@@ -20,7 +20,15 @@ GPU_PROFILE := -S runtime.device=cuda -S runtime.amp=true \
 	-S vae.epochs=40 -S vae.width=64 \
 	-S gan.epochs=40 -S gan.width=64 -S gan.d_width=96 -S gan.ema_decay=0.999
 
-.PHONY: setup repro repro-gpu test lint bench clean
+# The team MLflow server (`make mlflow-server`): a database store (sqlite here by default, or
+# MLFLOW_BACKEND=postgresql://user:password@host/db) and proxied artifacts, so clones need
+# nothing but HTTP. HOST and PORT go on the command line: make mlflow-server HOST=0.0.0.0.
+MLFLOW_BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db
+MLFLOW_ARTIFACTS ?= $(CURDIR)/mlflow-server-artifacts
+HOST = 127.0.0.1
+PORT = 5000
+
+.PHONY: setup repro repro-gpu test lint bench clean mlflow-server
 
 setup: $(STAMP)
 
@@ -46,6 +54,14 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_train.py
+
+mlflow-server: setup
+	@echo "MLflow server: http://$(HOST):$(PORT) ($(firstword $(subst :, ,$(MLFLOW_BACKEND))) store, \
+	artifacts in $(MLFLOW_ARTIFACTS))"
+	@echo "Point a clone at it: 'tracking.uri: http://$(HOST):$(PORT)' in params.yaml, or"
+	@echo "  export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)"
+	exec $(BIN)/mlflow server --backend-store-uri '$(MLFLOW_BACKEND)' \
+	  --artifacts-destination '$(MLFLOW_ARTIFACTS)' --host '$(HOST)' --port '$(PORT)'
 
 clean:
 	rm -rf data/prepared models artifacts eval metrics reports

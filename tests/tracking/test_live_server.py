@@ -1,10 +1,11 @@
-"""End to end against a live ``mlflow server``: what a person sees in the MLflow UI.
+"""End to end against a live ``mlflow server``: a team's server as a person sees it in the UI.
 
-A real server (sqlite backend, proxied artifacts) on 127.0.0.1, the tiny pipeline of
-tests/test_e2e.py (its fake IDX files and budget params) with ``tracking.uri`` pointing at it,
-then a second ``dvc repro`` after a GAN param change, as in a sweep: DVC keeps the VAE, so the
-first pipeline run's ``train_vae`` must not receive the second evaluation. Everything is read
-back over HTTP (the REST API and ``MlflowClient`` on the http URI).
+``make mlflow-server`` (sqlite store, proxied artifacts) on 127.0.0.1, two clones of one tiny
+project (tests/test_e2e.py's fake IDX files and budget params) with ``tracking.uri`` pointing at
+it: clone A runs ``dvc repro``, commits, and clone B (``git clone`` of A sharing its DVC cache)
+changes a GAN param and runs ``dvc repro``, as in a sweep: DVC keeps the VAE, so A's
+``train_vae`` must not receive B's evaluation. Everything is read back over HTTP (the REST API
+and ``MlflowClient`` on the http URI); neither clone has a local store afterwards.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,16 +52,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> str:
-    """``http://127.0.0.1:<port>`` of a fresh server, killed (its whole process group) after."""
-    tmp = tmp_path_factory.mktemp("mlflow-server")
+@contextlib.contextmanager
+def mlflow_server(tmp: Path, backend: str) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of ``make mlflow-server`` with store ``backend`` and artifacts
+    under ``tmp``, killed (its whole process group) after."""
     url = f"http://127.0.0.1:{_free_port()}"
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'db'}",
-         "--artifacts-destination", str(tmp / "art"), "--host", "127.0.0.1",
-         "--port", url.rsplit(":", 1)[1], "--workers", "1"],
+        ["make", "-C", str(ROOT), "-o", ".venv/.installed", f"BIN={BIN}", "mlflow-server",
+         f"MLFLOW_BACKEND={backend}", f"MLFLOW_ARTIFACTS={tmp / 'art'}", "HOST=127.0.0.1",
+         f"PORT={url.rsplit(':', 1)[1]}"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
@@ -71,12 +74,14 @@ def server(tmp_path_factory) -> str:
                 pass
             assert time.monotonic() < deadline, "mlflow server did not answer /health in 90 s"
             time.sleep(0.5)
+        assert f"tracking.uri: http://127.0.0.1:{url.rsplit(':', 1)[1]}" in (
+            tmp / "server.log").read_text()  # make tells how clones point at it
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=3)  # the store is written per request: a hard stop loses nothing
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -84,20 +89,44 @@ def server(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("mlflow-server")
+    with mlflow_server(tmp, f"sqlite:///{tmp / 'db'}") as url:
+        yield url
+
+
+def _second_clone(first: Path, env: dict[str, str]) -> Path:
+    """A ``git clone`` of ``first`` (after committing its run) that shares its DVC cache, with
+    the raw files copied and the outputs checked out: a colleague's clone after ``dvc pull``."""
+    E2E.run(["git", "add", "-A"], first, env)
+    E2E.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
+            first, env)
+    second = first.parent / "clone-b"
+    E2E.run(["git", "clone", "-q", str(first), str(second)], first.parent, env)
+    shutil.copytree(first / "data/raw", second / "data/raw", dirs_exist_ok=True)
+    E2E.run(["dvc", "cache", "dir", "--local", str(first / ".dvc/cache")], second, env)
+    E2E.run(["dvc", "checkout", "-q"], second, env)
+    return second
+
+
+@pytest.fixture(scope="module")
 def pipeline(server, tmp_path_factory) -> dict:
-    """Two pipeline runs against ``server``: the default, then one with another gan.lr_g."""
+    """Two pipeline runs against ``server``: clone A's default, then clone B's with another
+    gan.lr_g."""
     repo = tmp_path_factory.mktemp("live") / "repo"
     overrides = {**E2E.OVERRIDES, "tracking": {"uri": server, "experiment": "live"}}
     env = E2E.make_tiny_repo(repo, overrides)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
     E2E.run(["dvc", "repro"], repo, env)
     first = {p.name: json.loads(p.read_text()) for p in (repo / "metrics").glob("*.json")}
     timings = [json.loads(line) for line in
                (repo / ".dvc/tmp/genduel-timings.jsonl").read_text().splitlines()]
+    clone = _second_clone(repo, env)
+    params = yaml.safe_load((clone / "params.yaml").read_text())
     params["gan"]["lr_g"] = 0.0003  # a sweep point: the VAE and its metrics file are kept
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    second = E2E.run(["dvc", "repro"], repo, env).stdout
-    return {"repo": repo, "url": server, "metrics": first, "timings": timings,
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = E2E.run(["dvc", "repro"], clone, env).stdout
+    return {"repo": repo, "clones": (repo, clone), "url": server, "metrics": first,
+            "timings": timings,
             "second_ran": {s for s in STAGES if f"Running stage '{s}'" in second}}
 
 
@@ -174,6 +203,9 @@ def test_models_are_named_signed_linked_and_load_back(pipeline, ui):
     models = {m["info"]["name"]: m for m in found["models"]}
     assert set(models) == {"judge", "vae", "generator"}  # train_gan ran twice: two generators
     assert len(found["models"]) == 4
+    generators = {m["info"]["source_run_id"]: m["info"]["model_id"] for m in found["models"]
+                  if m["info"]["name"] == "generator"}
+    assert set(generators) == {stages["train_gan"].info.run_id for stages in children}
     mlflow.set_tracking_uri(pipeline["url"])
     for name, model in models.items():
         info = mlflow.models.get_model_info(f"models:/{model['info']['model_id']}")
@@ -183,15 +215,30 @@ def test_models_are_named_signed_linked_and_load_back(pipeline, ui):
     records = {stages["evaluate/vae"].info.run_id for stages in children}
     assert {m.run_id for m in linked} == records  # one linked evaluation per pipeline run
     vae = mlflow.pytorch.load_model(f"models:/{vae_id}")
-    generator = mlflow.pytorch.load_model(f"models:/{models['generator']['info']['model_id']}")
     judge = mlflow.pytorch.load_model(f"models:/{models['judge']['info']['model_id']}")
+    gens = [mlflow.pytorch.load_model(f"runs:/{run}/generator") for run in generators]
     torch.manual_seed(0)
-    for model in (vae, generator, judge):
+    for model in (vae, judge, *gens):
         model.eval()
     with torch.no_grad():
         images = vae.sample(3)
-        assert images.shape == (3, 1, 28, 28) and generator.sample(3).shape == images.shape
-        assert judge(images).logits.shape == (3, 10)
+        assert images.shape == (3, 1, 28, 28) and judge(images).logits.shape == (3, 10)
+        for generator in gens:  # clone A's and clone B's
+            assert generator.sample(3).shape == images.shape
+
+
+def test_both_clones_artifacts_come_back_byte_for_byte(pipeline, ui):
+    import mlflow.artifacts
+
+    _, _, _, children = ui
+    for clone, stages in zip(pipeline["clones"], children, strict=True):
+        run_id = stages["train_gan"].info.run_id
+        local = sorted((clone / "artifacts/train_gan/grids").glob("*.png"))
+        assert local, clone.name
+        for path in local:  # the epoch grids, logged under grids/
+            got = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"grids/{path.name}", tracking_uri=pipeline["url"])
+            assert Path(got).read_bytes() == path.read_bytes(), (clone.name, path.name)
 
 
 def test_shared_params_line_the_model_runs_up(ui):
@@ -237,5 +284,6 @@ def test_a_cached_vae_keeps_its_one_evaluation(ui):
 
 
 def test_nothing_went_to_a_local_store(pipeline):
-    for name in ("mlflow.db", "mlruns", "mlartifacts"):
-        assert not (pipeline["repo"] / name).exists(), name
+    for clone in pipeline["clones"]:
+        for name in ("mlflow.db", "mlruns", "mlartifacts"):
+            assert not (clone / name).exists(), (clone.name, name)

@@ -9,6 +9,11 @@ mapped back to ``<repo>`` so that queued runs land in the same store and outlive
 MLflow call, an http(s) server is probed with a short timeout and client retries are turned off,
 so an unreachable server is an error within seconds instead of a hang of minutes.
 
+Parallel runs on the sqlite store (``dvc queue start -j 2``): every store call of a stage holds
+an inter-process file lock next to the database (``mlflow.db-lock``, :class:`_LockedClient`), so
+two stages never create the tables at once (sqlite: "table experiments already exists") nor
+write at once ("database is locked"); a server's store is safe on its own and takes no lock.
+
 Runs: one parent per pipeline run (:mod:`genduel.tracking.pipeline_run`), one nested run per
 stage that ran (:func:`stage_run`, named after the stage), and under ``evaluate`` one run per
 metrics row (``evaluate/<row>``, :mod:`genduel.tracking.evaluation`).
@@ -105,6 +110,40 @@ def _configure_client(timeout_s: float) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, timeout_s))))
 
 
+class _LockedClient:
+    """An ``MlflowClient`` whose every method call holds ``lock`` (a reentrant
+    :class:`filelock.FileLock`); ``lock`` is also held around the fluent calls of
+    :meth:`MlflowTracker.log_model`."""
+
+    def __init__(self, client: Any, lock: Any) -> None:
+        self._client, self.lock = client, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return attr(*args, **kwargs)
+        return call
+
+
+def store_client(uri: str) -> Any:
+    """``MlflowClient(uri)``, serialized across processes by a file lock on a sqlite store."""
+    from mlflow import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{db}-lock")
+    with lock:  # the client creates the tables of a new store
+        return _LockedClient(MlflowClient(uri), lock)
+
+
 def experiment_id(client: Any, name: str, root: Path, local: bool) -> str:
     """The experiment ``name``, created (with :data:`EXPERIMENT_NOTE`) if missing; an existing
     one without a description gets it."""
@@ -199,23 +238,31 @@ class MlflowTracker:
         import mlflow.pytorch
 
         self.flush()
-        # The logged model goes to the active experiment, not to its run's: make them agree.
-        mlflow.set_experiment(experiment_id=self.experiment_id or
-                              self.client.get_run(self.run_id).info.experiment_id)
         extra: dict[str, Any] = {}
         if example is not None:
             extra = {"signature": _signature(example), "metadata": {"call": example.call},
                      "input_example": _input_example(example)}
+        # Fluent calls: the store lock of a sqlite store (see the module's docstring) held here.
+        with getattr(self.client, "lock", contextlib.nullcontext()):
+            # The logged model goes to the active experiment, not to its run's: make them agree.
+            mlflow.set_experiment(experiment_id=self.experiment_id or
+                                  self.client.get_run(self.run_id).info.experiment_id)
+            info = self._log_model(model, name, step, extra)
+        return info.model_id
+
+    def _log_model(self, model: torch.nn.Module, name: str, step: int,
+                   extra: dict[str, Any]) -> Any:
+        import mlflow.pytorch
+
         quiet = _NoServingCheckWarning()
         logging.getLogger("mlflow.models.model").addFilter(quiet)
         try:
-            info = mlflow.pytorch.log_model(
+            return mlflow.pytorch.log_model(
                 model.cpu().eval(), name=name, serialization_format="pickle",
                 code_paths=[str(_PACKAGE_DIR)], run_id=self.run_id, step=step,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], **extra)
         finally:
             logging.getLogger("mlflow.models.model").removeFilter(quiet)
-        return info.model_id
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for k, v in tags.items():
@@ -270,10 +317,9 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any]
     _configure_client(cfg.timeout_s)
     check_reachable(uri, cfg.timeout_s)
     import mlflow
-    from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    client = store_client(uri)
     try:
         exp_id = experiment_id(client, cfg.experiment, root, uri.startswith("sqlite"))
         pipeline = describe(cwd, os.environ.get("DVC_EXP_NAME", ""),
