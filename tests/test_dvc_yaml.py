@@ -74,7 +74,7 @@ def test_stage_deps_list_exactly_the_imported_library_modules(stage):
     assert declared - needed == set(), f"{stage}: in deps but never imported"
     assert len(spec["deps"]) == len(set(spec["deps"])), f"{stage}: duplicate deps"
     assert f"pipeline/{stage}.py" in spec["deps"]
-    assert spec["cmd"].startswith(f"python pipeline/{stage}.py")
+    assert spec["cmd"].startswith(f"PYTHONPATH=src python pipeline/{stage}.py")
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
