@@ -145,12 +145,6 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    def shard(self, batch_size: int) -> slice:
-        """This rank's contiguous part of a global batch of ``batch_size`` (divisible by
-        ``size``): rows ``[rank * b, (rank + 1) * b)`` with ``b = batch_size // size``."""
-        b = batch_size // self.size
-        return slice(self.rank * b, (self.rank + 1) * b)
-
     def seed(self, seed: int) -> int:
         """A per-rank seed for noise that must differ between ranks (dropout masks, latents, the
         VAE's eps); ``seed`` itself on rank 0, so one process draws what it always drew."""

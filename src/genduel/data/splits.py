@@ -136,11 +136,15 @@ def load_split(prepared_dir: str | Path, split: str) -> Split:
 
 def batches(split: Split, batch_size: int, *, shuffle: bool,
             generator: torch.Generator | None = None, device: torch.device | str = "cpu",
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            drop_last: bool = False, shard: int = 0,
+            num_shards: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(x, y)``: x float32 ``(B, C, H, W)`` in ``[-1, 1]``, y int64 ``(B,)``, on ``device``.
 
     The order is a permutation from ``generator`` (a CPU generator) when ``shuffle``, else the
-    stored order. Pixels travel as uint8 and are converted on ``device``.
+    stored order. Pixels travel as uint8 and are converted on ``device``. With ``num_shards`` > 1
+    (data-parallel ranks) each batch of ``batch_size`` is cut into ``num_shards`` contiguous parts
+    and part ``shard`` is yielded: every rank walks the same batches, and only its own pixels
+    are read and moved.
     """
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else None
@@ -148,5 +152,7 @@ def batches(split: Split, batch_size: int, *, shuffle: bool,
     for start in range(0, stop, batch_size):
         sl = slice(start, min(start + batch_size, n))
         idx = order[sl] if order is not None else sl
+        if num_shards > 1:
+            idx = torch.tensor_split(torch.arange(n)[idx], num_shards)[shard]
         x = split.images[idx].to(device, non_blocking=True)
         yield to_model_range(x), split.labels[idx].to(device, non_blocking=True)

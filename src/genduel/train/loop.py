@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from genduel.checkpoint import save_checkpoint
-from genduel.data.pixels import to_model_range
 from genduel.data.splits import batches
 from genduel.errors import TrainingError
 from genduel.runtime import ONE_PROCESS, NullTracker, World, all_mean, rng_state
@@ -73,30 +72,13 @@ def epoch_batches(split: Split, batch_size: int, *, generator: torch.Generator,
     """The batches of one epoch in the order of a fresh permutation drawn from ``generator``.
 
     In a distributed ``world`` every rank draws the same permutation (same seed) and keeps its
-    contiguous part :meth:`World.shard` of each global batch of ``batch_size``.
+    contiguous part of each global batch of ``batch_size``.
     """
     drop_last = len(split) >= batch_size  # see steps_per_epoch
-    if world.distributed:
-        it = _shards(split, batch_size, generator, device, drop_last, world)
-    else:
-        it = batches(split, batch_size, shuffle=True, generator=generator, device=device,
-                     drop_last=drop_last)
+    it = batches(split, batch_size, shuffle=True, generator=generator, device=device,
+                 drop_last=drop_last, shard=world.rank, num_shards=world.size)
     for _ in range(steps_per_epoch(len(split), batch_size, group)):
         yield [next(it) for _ in range(group)]
-
-
-def _shards(split: Split, batch_size: int, generator: torch.Generator, device: torch.device,
-            drop_last: bool, world: World) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """This rank's part of each global batch of :func:`genduel.data.splits.batches` (same
-    permutation, same batches); only the shard's pixels are read and moved to ``device``."""
-    n = len(split)
-    order = torch.randperm(n, generator=generator)
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        idx = order[start:min(start + batch_size, n)]  # the global batch
-        idx = torch.tensor_split(idx, world.size)[world.rank]  # = idx[world.shard(len(idx))]
-        x = split.images[idx].to(device, non_blocking=True)
-        yield to_model_range(x), split.labels[idx].to(device, non_blocking=True)
 
 
 def require_finite(value: torch.Tensor, what: str, step: int, fix: str) -> None:
