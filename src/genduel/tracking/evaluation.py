@@ -32,7 +32,22 @@ def log_evaluation(tracker: MlflowTracker, rows: Mapping[str, Mapping[str, Any]]
     status and end time stay), but only when the run belongs to this pipeline run: a model that
     DVC restored from its run-cache was trained under another parent, whose run keeps exactly
     the evaluations of its own pipeline run.
+
+    Never raises: a store that fails here (the metrics files are written already) costs the
+    MLflow record, with one warning; points that were queued are retried when the stage's run
+    closes.
     """
+    try:
+        _log_rows(tracker, rows, training_runs, series)
+    except Exception as exc:  # the store went away mid-stage: the record, not the stage, suffers
+        log.warning("evaluation rows not recorded in MLflow store %s (%s: %s)", tracker.uri,
+                    exc.__class__.__name__, str(exc).strip().splitlines()[0][:200]
+                    if str(exc).strip() else "")
+
+
+def _log_rows(tracker: MlflowTracker, rows: Mapping[str, Mapping[str, Any]],
+              training_runs: Mapping[str, str],
+              series: Mapping[str, Sequence[tuple[int, Mapping[str, float]]]]) -> None:
     from mlflow.entities import LoggedModelInput
 
     models = []
@@ -49,7 +64,7 @@ def log_evaluation(tracker: MlflowTracker, rows: Mapping[str, Mapping[str, Any]]
         if trained is None:
             continue
         if trained.data.tags.get("mlflow.parentRunId") == tracker.parent_id:
-            _write(MlflowTracker(tracker.client, trained.info.run_id), numbers, history)
+            _write(tracker.for_run(trained.info.run_id), numbers, history)
         else:
             log.info("%s was trained in another pipeline run (run %s, restored from DVC's "
                      "cache); its evaluation is in evaluate/%s only", row, trained.info.run_id,

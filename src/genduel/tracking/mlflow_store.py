@@ -1,5 +1,5 @@
 """The MLflow-backed :class:`~genduel.tracking.base.Tracker`, where its store lives, and what the
-runs of a pipeline run look like.
+runs of a pipeline run look like (the store itself is opened by :mod:`genduel.tracking.store`).
 
 Default store: ``sqlite:///<repo root>/mlflow.db`` with artifacts under ``<repo root>/mlartifacts``,
 so ``mlflow ui`` started at the repo root shows every run. The repo root is ``$DVC_ROOT`` (set by
@@ -10,9 +10,17 @@ MLflow call, an http(s) server is probed with a short timeout and client retries
 so an unreachable server is an error within seconds instead of a hang of minutes.
 
 Parallel runs on the sqlite store (``dvc queue start -j 2``): every store call of a stage holds
-an inter-process file lock next to the database (``mlflow.db-lock``, :class:`_LockedClient`), so
-two stages never create the tables at once (sqlite: "table experiments already exists") nor
-write at once ("database is locked"); a server's store is safe on its own and takes no lock.
+an inter-process file lock next to the database (``mlflow.db-lock``, waited for at most
+``6 * tracking.timeout_s``), so two stages never create the tables at once (sqlite: "table
+experiments already exists") nor write at once ("database is locked"); a server's store is safe
+on its own and takes no lock.
+
+Faults: a store that cannot be opened (server down, ``mlflow.db`` locked, not a database,
+read-only) stops the stage with one line before it does any work; a store that fails once the
+run is open never stops it (:class:`MlflowTracker` keeps, retries and finally reports what it
+could not send). Ctrl-C and SIGTERM end the run KILLED; a run whose process died without
+closing it (SIGKILL) is marked KILLED by the next stage run on the same host
+(:func:`~genduel.tracking.pipeline_run.sweep_dead_runs`); a resumed stage reopens its run.
 
 Runs: one parent per pipeline run (:mod:`genduel.tracking.pipeline_run`), one nested run per
 stage that ran (:func:`stage_run`, named after the stage), and under ``evaluate`` one run per
@@ -31,135 +39,48 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genduel.config import TrackingConfig
-from genduel.errors import GenDuelError, TrackingError
+from genduel.errors import GenDuelError
 from genduel.tracking.base import DatasetRef, ModelExample
+from genduel.tracking.outbox import Backoff, Outbox
 from genduel.tracking.pipeline_run import (
     KIND_TAG,
     close_parent,
     describe,
     git_commit,
     open_parent,
+    process_tags,
+    start_stage_run,
+    sweep_dead_runs,
+)
+from genduel.tracking.store import (
+    LockedClient,
+    _configure_client,
+    check_reachable,
+    experiment_id,
+    lock_timeout_s,
+    repo_root,
+    resolve_uri,
+    set_fluent_uri,
+    store_client,
+    store_error,
 )
 
 log = logging.getLogger(__name__)
 
-_EXPS_TMP = os.path.join(".dvc", "tmp", "exps")
 #: src/genduel, shipped with every logged model so that its pickle finds the model classes.
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _BATCH = 500  # metrics buffered before one log_batch call (MLflow accepts up to 1000)
+_FLUSH_S = 15.0  # ...or seconds since the last send: a killed stage loses at most this much
 #: MLflow keeps at most 36 characters of a dataset digest; the full sha256 is in the profile.
 DIGEST_CHARS = 16
-#: The experiment's description (its ``mlflow.note.content`` tag).
-EXPERIMENT_NOTE = (
-    "GenDuel: a VAE and a GAN trained on the same images and scored by the same judge "
-    "(FID, KID, IS, precision/recall on the judge's features; likelihood bounds for the VAE). "
-    "One parent run per pipeline run (`dvc repro` or `dvc exp run`), named after the DVC "
-    "experiment or `workspace@<commit>`, with one nested run per stage that ran; cached stages "
-    "have no run there. The models are logged as `judge`, `vae` and `generator`; evaluate "
-    "records each metrics row in a nested `evaluate/<row>` run linked to the logged model. "
-    "Metric names: `train/<k>` at training steps, the keys of metrics/*.json for everything "
-    "else. Source of truth for the numbers: metrics/*.json and reports/report.html.")
 __all__ = ["MlflowTracker", "git_commit", "stage_run"]
-
-
-def repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
-    """The repository whose ``mlflow.db`` to use, also from inside a queued experiment."""
-    env = os.environ if env is None else env
-    root = Path(env.get("DVC_ROOT") or (cwd or Path.cwd())).resolve()
-    parts = str(root).split(os.sep + _EXPS_TMP + os.sep)
-    return Path(parts[0]) if len(parts) > 1 else root
-
-
-def resolve_uri(cfg: TrackingConfig, env: Mapping[str, str] | None = None,
-                root: Path | None = None) -> str:
-    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the embedded sqlite store."""
-    env = os.environ if env is None else env
-    if cfg.uri:
-        return cfg.uri
-    if env.get("MLFLOW_TRACKING_URI"):
-        return env["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(root or repo_root(env)) / 'mlflow.db'}"
-
-
-def check_reachable(uri: str, timeout_s: float) -> None:
-    """Fail fast on an http(s) server that does not answer its health endpoint."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import requests
-
-    url = uri.rstrip("/") + "/health"
-    try:
-        requests.get(url, timeout=timeout_s).raise_for_status()
-    except requests.RequestException as exc:
-        raise TrackingError(
-            f"MLflow server {uri} is unreachable ({exc.__class__.__name__}); start it, fix "
-            "tracking.uri / MLFLOW_TRACKING_URI, or set tracking.uri: '' for the local store"
-        ) from exc
-
-
-def _configure_client(timeout_s: float) -> None:
-    # Read by MLflow's REST client at request time: no retry storm against a dead server.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, timeout_s))))
-
-
-class _LockedClient:
-    """An ``MlflowClient`` whose every method call holds ``lock`` (a reentrant
-    :class:`filelock.FileLock`); ``lock`` is also held around the fluent calls of
-    :meth:`MlflowTracker.log_model`."""
-
-    def __init__(self, client: Any, lock: Any) -> None:
-        self._client, self.lock = client, lock
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self.lock:
-                return attr(*args, **kwargs)
-        return call
-
-
-def store_client(uri: str) -> Any:
-    """``MlflowClient(uri)``, serialized across processes by a file lock on a sqlite store."""
-    from mlflow import MlflowClient
-
-    if not uri.startswith("sqlite:///"):
-        return MlflowClient(uri)
-    from filelock import FileLock
-
-    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(f"{db}-lock")
-    with lock:  # the client creates the tables of a new store
-        return _LockedClient(MlflowClient(uri), lock)
-
-
-def experiment_id(client: Any, name: str, root: Path, local: bool) -> str:
-    """The experiment ``name``, created (with :data:`EXPERIMENT_NOTE`) if missing; an existing
-    one without a description gets it."""
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        location = (root / "mlartifacts").as_uri() if local else None
-        try:
-            return client.create_experiment(name, artifact_location=location,
-                                            tags={"mlflow.note.content": EXPERIMENT_NOTE})
-        except Exception:  # another queued run created it first: use theirs
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    if not exp.tags.get("mlflow.note.content"):
-        client.set_experiment_tag(exp.experiment_id, "mlflow.note.content", EXPERIMENT_NOTE)
-    return exp.experiment_id
 
 
 class _NoServingCheckWarning(logging.Filter):
@@ -176,48 +97,66 @@ class MlflowTracker:
 
     A point equal to the last one logged for its key (same step, same value) is dropped: the
     final summary repeats the last epoch's values at the same step.
+
+    No method raises once the run is open: what the store does not take (stopped, hung or locked)
+    waits in an :class:`~genduel.tracking.outbox.Outbox` shared with the runs nested under this
+    one, is retried on later calls after a backoff, and gets a last attempt at :meth:`close`,
+    which warns once about what is still unsent. Metrics are sent every :data:`_BATCH` points
+    or :data:`_FLUSH_S` seconds.
     """
 
     def __init__(self, client: Any, run_id: str, log_models: bool = True, *,
                  experiment_id: str = "", parent_id: str = "",
-                 tags: Mapping[str, str] | None = None) -> None:
+                 tags: Mapping[str, str] | None = None, uri: str = "",
+                 outbox: Outbox | None = None) -> None:
         self.client, self.run_id, self.log_models = client, run_id, log_models
-        self.experiment_id, self.parent_id = experiment_id, parent_id
+        self.experiment_id, self.parent_id, self.uri = experiment_id, parent_id, uri
         self.tags = dict(tags or {})  # the pipeline's tags, for nested runs
-        self._pending: list[Any] = []
+        self.outbox = outbox or Outbox(Backoff())
         self._last: dict[str, tuple[int, float]] = {}
+        self._sent_at = time.monotonic()
+
+    def _call(self, what: str, call: Callable[[], Any]) -> None:
+        self.outbox.calls.append((what, call))
+        self.outbox.send_calls()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+            chunk = items[i:i + 100]
+            self._call("params", lambda c=chunk: self.client.log_batch(self.run_id, params=c))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
                     model_id: str | None = None) -> None:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
+        points = []
         for k, v in metrics.items():
             point = (int(step or 0), float(v))
             if self._last.get(k) == point and model_id is None:
                 continue
             self._last[k] = point
-            self._pending.append(Metric(k, point[1], ts, point[0], model_id=model_id))
-        if len(self._pending) >= _BATCH:
+            points.append((self.run_id, Metric(k, point[1], ts, point[0], model_id=model_id)))
+        self.outbox.add_points(points)
+        if (len(self.outbox.points) >= _BATCH
+                or time.monotonic() - self._sent_at >= _FLUSH_S):
             self.flush()
 
     def flush(self) -> None:
-        while self._pending:
-            chunk, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+        """Send what waits (unless the backoff says wait); never raises."""
+        self._sent_at = time.monotonic()
+        self._send(force=False)
+
+    def _send(self, force: bool) -> bool:
+        return (self.outbox.send_calls(force)
+                and self.outbox.send_points(self.client.log_batch, _BATCH, force))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if Path(path).is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+        log_files = self.client.log_artifacts if Path(path).is_dir() else self.client.log_artifact
+        self._call("artifacts", lambda: log_files(self.run_id, str(path), artifact_path))
 
     def log_inputs(self, datasets: Sequence[DatasetRef]) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -227,28 +166,35 @@ class MlflowTracker:
             source=json.dumps({"uri": d.source}), schema=_dataset_schema(d),
             profile=json.dumps(d.profile)), tags=[InputTag("mlflow.data.context", d.context)])
             for d in datasets]
-        self.client.log_inputs(self.run_id, datasets=inputs)
+        self._call("inputs", lambda: self.client.log_inputs(self.run_id, datasets=inputs))
 
     def log_model(self, model: torch.nn.Module, name: str, example: ModelExample | None = None,
                   step: int = 0) -> str | None:
         """Pickle format, so the model loads back as its class (torch.export keeps only forward);
-        the run's metrics at ``step`` become the logged model's metrics."""
+        the run's metrics at ``step`` become the logged model's metrics. None when models are
+        not logged or the store did not take it now (it is tried again at :meth:`close`)."""
         if not self.log_models:
             return None
-        import mlflow.pytorch
-
         self.flush()
         extra: dict[str, Any] = {}
         if example is not None:
             extra = {"signature": _signature(example), "metadata": {"call": example.call},
                      "input_example": _input_example(example)}
-        # Fluent calls: the store lock of a sqlite store (see the module's docstring) held here.
-        with getattr(self.client, "lock", contextlib.nullcontext()):
-            # The logged model goes to the active experiment, not to its run's: make them agree.
-            mlflow.set_experiment(experiment_id=self.experiment_id or
-                                  self.client.get_run(self.run_id).info.experiment_id)
-            info = self._log_model(model, name, step, extra)
-        return info.model_id
+        logged: dict[str, str] = {}
+
+        def call() -> None:
+            # Fluent calls: the store lock of a sqlite store (see store.py) held here.
+            hold = getattr(self.client, "hold", contextlib.nullcontext)
+            with hold():
+                # The logged model goes to the active experiment, not to its run's: make them
+                # agree.
+                import mlflow
+
+                mlflow.set_experiment(experiment_id=self.experiment_id or
+                                      self.client.get_run(self.run_id).info.experiment_id)
+                logged["id"] = self._log_model(model, name, step, extra).model_id
+        self._call("models", call)
+        return logged.get("id")
 
     def _log_model(self, model: torch.nn.Module, name: str, step: int,
                    extra: dict[str, Any]) -> Any:
@@ -265,16 +211,32 @@ class MlflowTracker:
             logging.getLogger("mlflow.models.model").removeFilter(quiet)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, v)
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._call("tags", lambda: self.client.log_batch(self.run_id, tags=items))
 
     def nested(self, name: str, tags: Mapping[str, str]) -> MlflowTracker:
-        """A new run ``name`` nested under this one (finish it with ``client.set_terminated``)."""
+        """A new run ``name`` nested under this one (finish it with ``client.set_terminated``);
+        it shares this run's outbox. Raises when the store does not create the run."""
         run = self.client.create_run(self.experiment_id, run_name=name, tags={
             **self.tags, "mlflow.parentRunId": self.run_id, **tags})
-        return MlflowTracker(self.client, run.info.run_id, self.log_models,
+        return self.for_run(run.info.run_id)
+
+    def for_run(self, run_id: str) -> MlflowTracker:
+        """A tracker of the existing run ``run_id`` sharing this one's store and outbox."""
+        return MlflowTracker(self.client, run_id, self.log_models,
                              experiment_id=self.experiment_id, parent_id=self.run_id,
-                             tags=self.tags)
+                             tags=self.tags, uri=self.uri, outbox=self.outbox)
+
+    def close(self) -> bool:
+        """One last attempt at what waits, then one warning line about what is still unsent;
+        True when everything was sent."""
+        self._send(force=True)
+        unsent = self.outbox.report(self.run_id, self.uri)
+        if unsent:
+            log.warning("%s", unsent)
+        return unsent is None
 
 
 def _dataset_schema(d: DatasetRef) -> str | None:
@@ -304,46 +266,82 @@ def _input_example(example: ModelExample) -> Any:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any]
-              ) -> Iterator[MlflowTracker]:
+def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any], *,
+              resume_run_id: str | None = None) -> Iterator[MlflowTracker]:
     """Open the MLflow run of a stage, nested under its pipeline run's parent.
 
     The run is named after the stage, gets ``params`` flattened and tags: git commit, DVC stage,
-    DVC experiment, baseline revision, pipeline key, source script. It ends FINISHED, or FAILED
-    when the body raises; the parent follows (:func:`~genduel.tracking.pipeline_run.close_parent`).
-    """
-    root, cwd = repo_root(), Path.cwd()
-    uri = resolve_uri(cfg, root=root)
-    _configure_client(cfg.timeout_s)
-    check_reachable(uri, cfg.timeout_s)
-    import mlflow
+    DVC experiment, baseline revision, pipeline key, source script, and the host and pid of this
+    process (:func:`~genduel.tracking.pipeline_run.process_tags`). Before that, runs that dead
+    processes of this host left RUNNING are marked KILLED
+    (:func:`~genduel.tracking.pipeline_run.sweep_dead_runs`).
 
-    mlflow.set_tracking_uri(uri)
-    client = store_client(uri)
-    try:
-        exp_id = experiment_id(client, cfg.experiment, root, uri.startswith("sqlite"))
-        pipeline = describe(cwd, os.environ.get("DVC_EXP_NAME", ""),
-                            os.environ.get("DVC_EXP_BASELINE_REV", ""))
-        parent = open_parent(client, exp_id, pipeline, cwd)
-        tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
-                "genduel.stage": stage, "dvc.stage": stage,
-                "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
-        run_id = client.create_run(exp_id, run_name=stage, tags=tags).info.run_id
-        tracker = MlflowTracker(client, run_id, cfg.log_models, experiment_id=exp_id,
-                                parent_id=parent, tags={**tags, KIND_TAG: "record"})
-        tracker.log_params(params)
-    except GenDuelError:  # a TrackingError, or params.yaml that does not validate
-        raise
-    except Exception as exc:
-        raise TrackingError(f"MLflow store {uri} failed ({exc.__class__.__name__}: {exc}); "
-                            "check tracking.uri and that the store is writable") from exc
+    ``resume_run_id``: the run of an interrupted attempt at this stage. When the store still has
+    it (in this experiment, not deleted) it is reopened (RUNNING again, under this pipeline run's
+    parent, tag ``genduel.resumed`` counting the resumes) and keeps its metrics; otherwise a new
+    run is created with tag ``genduel.resumed_from`` naming it.
+
+    The run ends FINISHED, KILLED when the body is interrupted (``KeyboardInterrupt``, also
+    :class:`~genduel.errors.Interrupted`, i.e. SIGTERM), or FAILED when the body raises; the
+    parent follows (:func:`~genduel.tracking.pipeline_run.close_parent`). A store that cannot
+    be opened is a :class:`~genduel.errors.TrackingError`
+    (:func:`~genduel.tracking.store.store_error`); once the run is open, store failures never
+    raise (see :class:`MlflowTracker`).
+    """
+    tracker = _open_run(stage, cfg, params, resume_run_id)
     status = "FAILED"
     try:
         yield tracker
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
-        try:
-            tracker.flush()
-        finally:
-            client.set_terminated(run_id, status)
-            close_parent(client, parent, stage, status)
+        _close_run(tracker, stage, status, lock_timeout_s(cfg.timeout_s))
+
+
+def _open_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
+              resume_run_id: str | None) -> MlflowTracker:
+    root, cwd = repo_root(), Path.cwd()
+    uri = resolve_uri(cfg, root=root)
+    _configure_client(cfg.timeout_s)
+    check_reachable(uri, cfg.timeout_s)
+    try:
+        set_fluent_uri(uri)
+        client = store_client(uri, lock_timeout_s(cfg.timeout_s))
+        exp_id = experiment_id(client, cfg.experiment, root, uri.startswith("sqlite"))
+        sweep_dead_runs(client, exp_id)
+        pipeline = describe(cwd, os.environ.get("DVC_EXP_NAME", ""),
+                            os.environ.get("DVC_EXP_BASELINE_REV", ""))
+        parent = open_parent(client, exp_id, pipeline, cwd)
+        tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
+                "genduel.stage": stage, "dvc.stage": stage, **process_tags(),
+                "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
+        run_id = start_stage_run(client, exp_id, stage, tags, resume_run_id)
+    except GenDuelError:  # a TrackingError, or params.yaml that does not validate
+        raise
+    except Exception as exc:
+        raise store_error(uri, exc) from exc
+    if isinstance(client, LockedClient):  # a run's calls wait less; a failed one is retried
+        client.timeout = max(1.0, cfg.timeout_s)
+    tracker = MlflowTracker(client, run_id, cfg.log_models, experiment_id=exp_id,
+                            parent_id=parent, tags={**tags, KIND_TAG: "record"}, uri=uri)
+    tracker.log_params(params)
+    return tracker
+
+
+def _close_run(tracker: MlflowTracker, stage: str, status: str, lock_timeout: float) -> None:
+    """Last attempt at the unsent calls, then the run's and the parent's end status; a store
+    that does not take them is one warning, never an exception."""
+    client = tracker.client
+    if isinstance(client, LockedClient):
+        client.timeout = lock_timeout
+    tracker.close()
+    try:
+        client.set_terminated(tracker.run_id, status)
+        close_parent(client, tracker.parent_id, stage, status)
+    except Exception as exc:
+        log.warning("MLflow store %s did not record the end (%s) of run %s (%s: %s); the next "
+                    "stage on this host marks it KILLED", tracker.uri, status, tracker.run_id,
+                    exc.__class__.__name__, str(exc).strip().splitlines()[0][:200]
+                    if str(exc).strip() else "")

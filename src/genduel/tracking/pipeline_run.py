@@ -18,14 +18,26 @@ and every one keeps the oldest candidate (start time, then run id) and deletes i
 is not it, so all stages nest under one parent.
 
 The parent's status tells the truth about the pipeline run: RUNNING while stages run, FAILED
-when a stage fails (a later stage of the same key reopens it), FINISHED when the last stage
-(:data:`LAST_STAGE`, the report) ends. A run whose report stage is cached stays RUNNING.
+when a stage fails and KILLED when one is interrupted (a later stage of the same key reopens
+it), FINISHED when the last stage (:data:`LAST_STAGE`, the report) ends. A run whose report
+stage is cached stays RUNNING.
+
+**Resume**: a stage that continues an interrupted attempt reopens that attempt's run
+(:func:`start_stage_run`), so one run holds the metrics of both halves.
+
+**Dead runs**: a stage killed with SIGKILL (or a lost machine) cannot close its run. Every stage
+run carries the host and pid of its process (:data:`HOST_TAG`, :data:`PID_TAG`), and every stage
+that opens a run first sweeps the experiment (:func:`sweep_dead_runs`): a RUNNING run of this
+host whose process is gone becomes KILLED (tag :data:`KILLED_REASON_TAG`), and so does its
+parent when no other stage of it still runs. So no run stays RUNNING once any stage runs again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +56,10 @@ PIPELINE_CODE = ("src", "pipeline", "dvc.yaml", "pyproject.toml", "constraints.t
 LAST_STAGE = "report"
 KEY_TAG = "genduel.pipeline_key"
 KIND_TAG = "genduel.kind"  # "pipeline" (parents), "stage", "record" (evaluate's rows)
+HOST_TAG, PID_TAG = "genduel.host", "genduel.pid"  # the process that holds a stage run open
+PID_START_TAG = "genduel.pid_start"  # and when it started: a reused pid is another process
+RESUMED_TAG, RESUMED_FROM_TAG = "genduel.resumed", "genduel.resumed_from"
+KILLED_REASON_TAG = "genduel.killed_reason"
 
 
 def _git(root: Path, *args: str) -> bytes | None:
@@ -132,6 +148,8 @@ def open_parent(client: Any, exp_id: str, pipeline: Pipeline, root: Path) -> str
 def _reopen(client: Any, run: Any) -> str:
     if run.info.status != "RUNNING":  # a stage failed before; this one retries
         client.update_run(run.info.run_id, "RUNNING")
+    if KILLED_REASON_TAG in run.data.tags:
+        client.delete_tag(run.info.run_id, KILLED_REASON_TAG)
     return run.info.run_id
 
 
@@ -149,8 +167,111 @@ def _log_pipeline_params(client: Any, run_id: str, root: Path) -> None:
 
 
 def close_parent(client: Any, parent: str, stage: str, status: str) -> None:
-    """After a stage: FAILED if it failed, FINISHED if it was :data:`LAST_STAGE`."""
-    if status == "FAILED":
-        client.set_terminated(parent, "FAILED")
+    """After a stage: FAILED if it failed, KILLED if it was interrupted, FINISHED if it was
+    :data:`LAST_STAGE`."""
+    if status in ("FAILED", "KILLED"):
+        client.set_terminated(parent, status)
     elif stage == LAST_STAGE:
         client.set_terminated(parent, "FINISHED")
+
+
+def start_stage_run(client: Any, exp_id: str, stage: str, tags: dict[str, str],
+                    resume_run_id: str | None) -> str:
+    """The id of the stage's run, with ``tags``: ``resume_run_id`` reopened when the store has
+    it (RUNNING again, :data:`RESUMED_TAG` counting the resumes, its metrics kept), else a new
+    run (with :data:`RESUMED_FROM_TAG` naming ``resume_run_id`` when one was given)."""
+    if resume_run_id:
+        run = existing_run(client, resume_run_id, exp_id)
+        if run is not None:
+            from mlflow.entities import RunTag
+
+            resumes = int(run.data.tags.get(RESUMED_TAG, "0") or 0) + 1
+            client.update_run(resume_run_id, "RUNNING")
+            if KILLED_REASON_TAG in run.data.tags:  # it lives again: the reason is history
+                client.delete_tag(resume_run_id, KILLED_REASON_TAG)
+            client.log_batch(resume_run_id, tags=[
+                RunTag(k, v) for k, v in {**tags, RESUMED_TAG: str(resumes)}.items()])
+            log.info("MLflow run %s of %s reopened (resume %d)", resume_run_id, stage, resumes)
+            return resume_run_id
+        log.info("MLflow run %s of %s is not in the store; a new run continues it",
+                 resume_run_id, stage)
+        tags = {**tags, RESUMED_FROM_TAG: resume_run_id}
+    return client.create_run(exp_id, run_name=stage, tags=tags).info.run_id
+
+
+def existing_run(client: Any, run_id: str, exp_id: str) -> Any:
+    """Run ``run_id`` if the store has it, active, in experiment ``exp_id``; else None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    if run.info.lifecycle_stage != "active" or run.info.experiment_id != exp_id:
+        return None
+    return run
+
+
+def process_tags() -> dict[str, str]:
+    """The host, pid and pid start time of this process, as a stage run's tags."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            PID_START_TAG: _started(os.getpid())}
+
+
+def _started(pid: int) -> str:
+    """When ``pid`` started (clock ticks after boot, ``/proc/<pid>/stat`` field 22); '' where
+    that is unknown. With the pid it names one process: a reused pid has another start."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def pid_alive(pid: int, started: str = "") -> bool:
+    """Whether process ``pid`` runs and, when ``started`` is given and ``/proc`` tells, is the
+    process that started then (not a later one that got the same pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    now = _started(pid) if started else ""
+    return not now or now == started
+
+
+def sweep_dead_runs(client: Any, exp_id: str, host: str | None = None) -> list[str]:
+    """Mark KILLED every RUNNING run of ``exp_id`` opened on ``host`` (this one) by a process
+    that is gone, and its parent when none of its stages still runs; the ids marked. One
+    search; never raises (a warning instead)."""
+    host = host or socket.gethostname()
+    try:
+        runs = client.search_runs(
+            [exp_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = "
+                                    f"'{host}'", max_results=1000)
+        dead = [r for r in runs if r.data.tags.get(PID_TAG, "").isdigit()
+                and not pid_alive(int(r.data.tags[PID_TAG]), r.data.tags.get(PID_START_TAG, ""))]
+        for run in dead:
+            client.set_tag(run.info.run_id, KILLED_REASON_TAG,
+                           f"process {run.data.tags[PID_TAG]} on {host} ended without closing "
+                           f"the run (SIGKILL or a crash); found by pid {os.getpid()}")
+            client.set_terminated(run.info.run_id, "KILLED")
+        killed = [r.info.run_id for r in dead]
+        parents = {r.data.tags.get("mlflow.parentRunId") for r in dead} - {None, ""}
+        alive = {r.data.tags.get("mlflow.parentRunId") for r in runs if r not in dead}
+        for parent in parents - alive:
+            if client.get_run(parent).info.status == "RUNNING":
+                client.set_tag(parent, KILLED_REASON_TAG, "a stage's process ended without "
+                                                          "closing its run")
+                client.set_terminated(parent, "KILLED")
+                killed.append(parent)
+    except Exception as exc:  # a sweep is housekeeping: never the reason a stage fails
+        log.warning("could not check for MLflow runs left RUNNING by dead processes (%s: %s)",
+                    exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+        return []
+    if killed:
+        log.info("marked %d MLflow run(s) KILLED whose process on %s is gone: %s",
+                 len(killed), host, ", ".join(killed))
+    return killed
