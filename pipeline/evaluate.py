@@ -18,10 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae", type=Path, default=Path("models/vae.pt"))
     parser.add_argument("--gan", type=Path, default=Path("models/gan.pt"))
     parser.add_argument("--gan-artifacts", type=Path, default=Path("artifacts/train_gan"))
-    parser.add_argument("--vae-metrics", type=Path, default=Path("metrics/train_vae.json"))
-    parser.add_argument("--gan-metrics", type=Path, default=Path("metrics/train_gan.json"))
     parser.add_argument("--out", type=Path, default=Path("eval"))
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="run records: the training runs' MLflow ids are read here and "
+                             "evaluate.json is written here (default: runs)")
     paths = EvalPaths(**vars(parser.parse_args(argv)))
 
     def body() -> None:

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 from genduel import config
+from genduel.data.raw import load_source
 from genduel.data.splits import prepare
 from genduel.stage import run_stage
 from genduel.tracking.base import dataset_refs
 from genduel.tracking.mlflow_store import stage_run
+from genduel.workdir import staged
 
 log = logging.getLogger("genduel.prepare")
 
@@ -30,9 +32,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         params = config.load_all()
+        # Read and check the raw files before the MLflow run opens or anything is written; the
+        # outputs appear whole at the end (genduel.workdir.staged), or not at all.
+        source = load_source(params["data"], args.raw_dir)
         with stage_run("prepare", params["tracking"], config.flat_params(params, "data")) as tr:
-            manifest = prepare(params["data"], args.raw_dir, args.out)
-            tr.log_inputs(dataset_refs(args.out))  # the same datasets the training runs name
+            with staged("prepare", [args.out]) as staging:
+                manifest = prepare(params["data"], args.raw_dir, staging.path(args.out),
+                                   source=source)
+            # Published: the datasets are named by their final paths, as the training runs do.
+            tr.log_inputs(dataset_refs(args.out))
             tr.log_metrics({f"{k}_images": v["count"] for k, v in manifest["splits"].items()})
             tr.log_artifact(args.out / "manifest.json", "data")
             tr.log_artifact(args.out / "real_grid.png", "data")

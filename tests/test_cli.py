@@ -175,7 +175,7 @@ def test_export_real_writes_a_seeded_subset_of_a_split(tmp_path):
 
 @pytest.mark.parametrize(("case", "message"), [
     ("missing", "not found"),
-    ("truncated", "not a readable checkpoint"),
+    ("truncated", "not a readable PyTorch file"),
     ("judge", "holds a 'judge' checkpoint"),
     ("labels_unconditional", "need a conditional model"),
     ("label_out_of_range", "label 3 is out of range"),

@@ -34,28 +34,57 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """Load a checkpoint on the CPU, refusing pickled code and the wrong kind of model."""
+def load_pt(path: str | Path, fix: str) -> Any:
+    """``torch.load`` of plain tensors and containers (``weights_only``) on the CPU.
+
+    Raises:
+        DataError: ``<path>: not found; <fix>`` or ``<path>: not a readable PyTorch file
+            (truncated or corrupt: <error>); <fix>``; a file that would run code when unpickled
+            is refused the same way, without running it.
+    """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path} not found; run the stage that produces it (dvc repro)")
+    if not path.is_file():
+        raise DataError(f"{path}: not found; {fix}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt file
-        raise DataError(f"{path} is not a readable checkpoint ({exc.__class__.__name__}); "
-                        "delete it and re-run its stage") from exc
-    if kind is not None and ckpt.get("kind") != kind:
-        raise DataError(f"{path} holds a '{ckpt.get('kind')}' checkpoint, expected '{kind}'")
+        raise DataError(f"{path}: not a readable PyTorch file (truncated or corrupt: "
+                        f"{exc.__class__.__name__}); {fix}") from None
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint on the CPU, refusing pickled code and the wrong kind of model.
+
+    Raises:
+        DataError: missing, unreadable, not a checkpoint, or of another ``kind``; the message
+            names the file and says to re-run the stage that writes it.
+    """
+    path = Path(path)
+    fix = f"restore it with `dvc checkout {path}` or re-run the stage that writes it (dvc repro)"
+    ckpt = load_pt(path, fix)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("kind"), str):
+        raise DataError(f"{path}: not a GenDuel checkpoint (no 'kind'); {fix}")
+    if kind is not None and ckpt["kind"] != kind:
+        raise DataError(f"{path}: holds a '{ckpt['kind']}' checkpoint, expected '{kind}'; "
+                        "check the stage's paths in dvc.yaml")
     return ckpt
 
 
-def rebuild(ckpt: dict[str, Any], part: str, build: Callable[[dict[str, Any]], M]) -> M:
+def rebuild(ckpt: dict[str, Any], part: str, build: Callable[[dict[str, Any]], M],
+            source: str | Path = "") -> M:
     """Network ``part`` of a loaded checkpoint: ``build(model_config)`` with the weights of
     ``state_dicts[part]`` loaded, in eval mode, on the CPU.
 
+    ``source`` (the file) names it in the error when the checkpoint does not fit.
     ``build`` is the model module's builder (``build_judge``, ``build_vae``,
     ``build_generator``, ``build_discriminator``), so a stage imports only the model it loads.
     """
-    model = build(ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dicts"][part])
+    try:
+        model = build(ckpt["model_config"])
+        model.load_state_dict(ckpt["state_dicts"][part])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: shapes, keys
+        why = f"no {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
+        raise DataError(f"{source or 'checkpoint'}: its '{ckpt.get('kind')}' checkpoint does "
+                        f"not rebuild the '{part}' network ({why}); re-run the stage that writes "
+                        "it (dvc repro)") from None
     return model.eval()

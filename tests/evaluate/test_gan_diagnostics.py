@@ -29,8 +29,7 @@ K = 10
 def row(epoch: int = 1, **kw: float) -> dict[str, float]:
     """A calm epoch of a BCE GAN: D ahead but not saturated, small per-step noise."""
     base = {"epoch": epoch, "step": 100.0 * epoch, "d_loss": 1.0, "g_loss": 1.5, "d_real": 0.7,
-            "d_fake": 0.3, "d_acc": 0.8, "gp": 0.0, "d_loss_std": 0.1, "g_loss_std": 0.2,
-            "seconds": 3.0}
+            "d_fake": 0.3, "d_acc": 0.8, "gp": 0.0, "d_loss_std": 0.1, "g_loss_std": 0.2}
     return {**base, **kw}
 
 
@@ -109,7 +108,7 @@ def test_epoch_table_merges_the_coverage_of_each_epochs_logits():
     assert table[2]["class_counts"] == "3 0 0 2 0 0 0 1 0 0"
     assert list(table[0]) == list(TABLE_COLUMNS)
     assert table[0]["epoch"] == 1 and isinstance(table[0]["epoch"], int)
-    assert table[0]["d_acc"] == 0.8 and table[0]["seconds"] == 3.0
+    assert table[0]["d_acc"] == 0.8 and table[0]["gp"] == 0.0
 
 
 def test_epoch_table_without_samples_has_empty_coverage_and_rejects_bad_input():

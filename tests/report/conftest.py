@@ -38,7 +38,7 @@ def _with_params(vae: dict | None = VAE_PARAMS, gan: dict | None = GAN_PARAMS) -
 
 def _diag_rows(loss: str = "minimax") -> list[dict]:
     base = {"step": 10.0, "d_loss": 1.0, "g_loss": 1.5, "d_real": 0.7, "d_fake": 0.3, "gp": 0.0,
-            "d_loss_std": 0.1, "g_loss_std": 0.2, "seconds": 1.0}
+            "d_loss_std": 0.1, "g_loss_std": 0.2}
     rows = [{**base, "epoch": 1.0, "d_acc": 0.97}, {**base, "epoch": 2.0, "d_acc": 0.8}]
     logits = [np.eye(10)[np.arange(100) % 10] * 5, np.eye(10)[np.arange(100) % 2] * 5]
     return diagnostics.epoch_table(rows, logits, 10, loss)

@@ -8,7 +8,7 @@ import pytest
 
 from genduel.errors import DataError
 from genduel.evaluate.run import split_details
-from genduel.report.inputs import ROWS, load_inputs
+from genduel.report.inputs import PROTOCOL_KEYS, ROWS, load_inputs
 
 
 def test_study_index_entries_must_point_at_files(tmp_path, fake_run):
@@ -25,11 +25,12 @@ def test_study_index_entries_must_point_at_files(tmp_path, fake_run):
 
 
 def test_load_inputs_merges_the_numbers_with_their_protocol_details(tmp_path):
-    row = {"fid": 3.5, "classes_covered": 10, "protocol": {"draws": 3},
+    protocol = {**dict.fromkeys(PROTOCOL_KEYS, "x"), "draws": 3}
+    row = {"fid": 3.5, "classes_covered": 10, "protocol": protocol,
            "model_params": {"loss": "minimax"}}
     numbers, details = split_details(row)
     assert numbers == {"fid": 3.5, "classes_covered": 10}
-    assert details == {"protocol": {"draws": 3}, "model_params": {"loss": "minimax"}}
+    assert details == {"protocol": protocol, "model_params": {"loss": "minimax"}}
     metrics, ev, data = tmp_path / "metrics", tmp_path / "eval", tmp_path / "data"
     for d in (metrics, ev, data):
         d.mkdir()

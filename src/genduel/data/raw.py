@@ -111,7 +111,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------- finding data
 @dataclass
-class _Source:
+class Source:
     """The raw dataset as loaded: official train and test sets plus provenance."""
 
     train_x: np.ndarray  # uint8 (N, C, H, W)
@@ -133,6 +133,18 @@ def _find_idx(directory: Path) -> dict[str, Path] | None:
             return None
         found[role] = hits[0]
     return found
+
+
+def _check_complete(directory: Path, system_dir: Path) -> None:
+    """Refuse a ``directory`` holding some but not all of the four IDX files: a silent fallback
+    to another copy would train on data the user did not mean."""
+    present = {role: any((directory / f"{stem}{ext}").is_file() for ext in (".gz", ""))
+               for role, (stem, _) in IDX_FILES.items()}
+    if any(present.values()) and not all(present.values()):
+        missing = ", ".join(f"{IDX_FILES[r][0]}[.gz]" for r, ok in present.items() if not ok)
+        raise DataError(f"{directory}: holds {sum(present.values())} of the 4 IDX files, "
+                        f"missing {missing}; add them, or empty {directory} to use another copy "
+                        f"({system_dir} or a download)")
 
 
 def _download(dataset: str, raw_dir: Path) -> bool:
@@ -179,7 +191,11 @@ def _locate(cfg: DataConfig, raw_dir: Path, system_dir: Path) -> tuple[Path, str
     for directory, how in candidates:
         if cfg.dataset == "cifar10" and (directory / "batches.meta").is_file():
             return directory, how, None
-        if cfg.dataset != "cifar10" and (files := _find_idx(directory)):
+        if cfg.dataset == "cifar10":
+            continue
+        if directory != system_dir:
+            _check_complete(directory, system_dir)
+        if files := _find_idx(directory):
             return directory, how, files
     if cfg.allow_download and _download(cfg.dataset, raw_dir):
         directory = candidates[0][0] if cfg.dataset == "cifar10" else tv_dir
@@ -205,12 +221,15 @@ def _check_md5(cfg: DataConfig, path: Path, stem: str, content: bytes) -> str:
                     "delete it and provide it again, or set data.verify_checksums: false")
 
 
-def _check_counts(cfg: DataConfig, src: _Source) -> None:
+def _check_counts(cfg: DataConfig, src: Source) -> None:
     """Images agree with labels; with checksums on, the official split sizes too."""
     for name, x, y in (("train", src.train_x, src.train_y), ("test", src.test_x, src.test_y)):
         if len(x) != len(y):
-            raise DataError(f"{src.directory}: {name} set has {len(x)} images but {len(y)} labels; "
-                            "delete the files and provide them again")
+            stems = [IDX_FILES[f"{name}_{part}"][0] for part in ("images", "labels")]
+            files = [n for n in src.files if n.removesuffix(".gz") in stems] or stems
+            raise DataError(f"{src.directory}/{files[0]}: {len(x)} {name} images but "
+                            f"{src.directory}/{files[-1]} has {len(y)} labels; delete the files "
+                            "and provide them again")
         if len(y) and y.max() >= len(src.classes):
             raise DataError(f"{src.directory}: {name} label {y.max()} is not below "
                             f"{len(src.classes)} classes; delete the files and provide them again")
@@ -221,7 +240,7 @@ def _check_counts(cfg: DataConfig, src: _Source) -> None:
                         "provide the complete dataset")
 
 
-def _load_idx(cfg: DataConfig, directory: Path, how: str, files: dict[str, Path]) -> _Source:
+def _load_idx(cfg: DataConfig, directory: Path, how: str, files: dict[str, Path]) -> Source:
     """Read and verify the four IDX files; images become ``(N, 1, H, W)``."""
     import torchvision
 
@@ -235,11 +254,11 @@ def _load_idx(cfg: DataConfig, directory: Path, how: str, files: dict[str, Path]
                               "md5_check": _check_md5(cfg, path, stem, content)}
     classes = ([str(d) for d in range(10)] if cfg.dataset == "mnist"
                else list(torchvision.datasets.FashionMNIST.classes))
-    return _Source(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
+    return Source(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
                    arrays["test_labels"], classes, directory, how, records)
 
 
-def _load_cifar(cfg: DataConfig, directory: Path, how: str) -> _Source:
+def _load_cifar(cfg: DataConfig, directory: Path, how: str) -> Source:
     """CIFAR-10 through torchvision, which always checks every batch file's md5."""
     import torchvision
 
@@ -253,12 +272,12 @@ def _load_cifar(cfg: DataConfig, directory: Path, how: str) -> _Source:
     names = [n for n, _ in train.train_list + train.test_list] + ["batches.meta"]
     records = {n: {"sha256": digest(directory / n, "sha256"),
                    "md5_check": "torchvision checked every batch file"} for n in names}
-    return _Source(train.data.transpose(0, 3, 1, 2).copy(), np.asarray(train.targets, np.int64),
+    return Source(train.data.transpose(0, 3, 1, 2).copy(), np.asarray(train.targets, np.int64),
                    test.data.transpose(0, 3, 1, 2).copy(), np.asarray(test.targets, np.int64),
                    list(train.classes), directory, how, records)
 
 
-def load_source(cfg: DataConfig, raw_dir: Path, system_dir: Path | None = None) -> _Source:
+def load_source(cfg: DataConfig, raw_dir: Path, system_dir: Path | None = None) -> Source:
     """Find, read and verify the official train and test sets of ``cfg.dataset``.
 
     Looks in ``raw_dir``, then torchvision's layout under it, then (Fashion-MNIST only)

@@ -21,7 +21,7 @@ import torch
 
 from genduel.config import DataConfig
 from genduel.data.pixels import save_grid, to_model_range
-from genduel.data.raw import load_source
+from genduel.data.raw import Source, load_source
 from genduel.errors import ConfigError, DataError
 from genduel.io import atomic_write, digest
 
@@ -55,19 +55,22 @@ def _save_split(path: Path, images: np.ndarray, labels: np.ndarray, classes: lis
     return digest(buf.getvalue(), "sha256")
 
 
-def prepare(cfg: DataConfig, raw_dir: Path, out_dir: Path, system_dir: Path | None = None) -> dict:
+def prepare(cfg: DataConfig, raw_dir: Path, out_dir: Path, system_dir: Path | None = None,
+            source: Source | None = None) -> dict:
     """Write ``{train,val,test}.pt``, ``manifest.json`` and ``real_grid.png`` into ``out_dir``.
 
     train/val partition the official training set by ``cfg.seed`` (val = ``cfg.val_size``
     images, train cut to ``cfg.train_limit`` when non-zero); test is the official test set.
     ``system_dir`` overrides :data:`genduel.data.raw.SYSTEM_DIR` (see
-    :func:`genduel.data.raw.load_source`).
+    :func:`genduel.data.raw.load_source`). ``source``: the raw dataset already loaded by
+    :func:`~genduel.data.raw.load_source` (a stage reads and checks its inputs before it opens
+    its MLflow run or writes anything).
 
     Returns:
         The manifest (also written as JSON): dataset, source, per-split counts, class
         histograms and sha256, image shape ``[C, H, W]``, and the split parameters.
     """
-    src = load_source(cfg, raw_dir, system_dir)
+    src = source if source is not None else load_source(cfg, raw_dir, system_dir)
     train_idx, val_idx = split_indices(len(src.train_x), cfg.val_size, cfg.train_limit, cfg.seed)
     parts = {"train": (src.train_x[train_idx.numpy()], src.train_y[train_idx.numpy()]),
              "val": (src.train_x[val_idx.numpy()], src.train_y[val_idx.numpy()]),

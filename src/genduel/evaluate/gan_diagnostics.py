@@ -38,9 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from genduel.checkpoint import load_pt
 from genduel.config import GAN_LOSSES
+from genduel.errors import DataError
 from genduel.evaluate.samples import embed
-from genduel.io import atomic_write, numeric
+from genduel.io import atomic_write, numeric, read_csv
 from genduel.metrics.classes import class_coverage
 from genduel.runtime import progress
 from genduel.train.gan import EPOCH_COLUMNS
@@ -265,9 +267,58 @@ def _parse(key: str, text: str) -> Any:
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
-    """Read :func:`write_table`'s CSV: numbers as float (ints for counts), text columns as str."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: _parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """Read :func:`write_table`'s CSV: numbers as float (ints for counts), text columns as str.
+
+    Raises:
+        DataError: the file is missing, lacks ``epoch`` or ``step``, or has a partial row.
+    """
+    fix = "restore it with `dvc checkout eval` or re-run evaluate (dvc repro evaluate)"
+    return [{k: _parse(k, v) for k, v in row.items()}
+            for row in read_csv(path, fix, ("epoch", "step"), numbers=False)]
+
+
+#: The epochs.csv columns the diagnostics need (a wall-time column may come and go).
+REQUIRED_EPOCH_COLUMNS = ("epoch", "step", "d_real", "d_fake", "d_acc", "d_loss", "g_loss")
+_ARTIFACT_FIX = ("restore it with `dvc checkout artifacts/train_gan` or re-run train_gan "
+                 "(dvc repro train_gan)")
+
+
+def read_gan_artifacts(artifacts_dir: Path) -> tuple[list[dict[str, float]], list[torch.Tensor]]:
+    """train_gan's ``epochs.csv`` rows and the samples of ``epoch_samples.pt`` (one uint8 batch
+    ``(N, C, H, W)`` per epoch; [] when none were saved), read and checked before any work.
+
+    Returns ([], []) when there is no epochs table.
+
+    Raises:
+        DataError: a missing column, a partial row, a truncated or malformed samples file, or
+            a number of sample batches other than the epochs'.
+    """
+    epochs_csv, samples_pt = artifacts_dir / "epochs.csv", artifacts_dir / "epoch_samples.pt"
+    if not epochs_csv.is_file():
+        return [], []
+    rows = read_csv(epochs_csv, _ARTIFACT_FIX, REQUIRED_EPOCH_COLUMNS)
+    if not samples_pt.is_file():
+        return rows, []
+    saved = load_pt(samples_pt, _ARTIFACT_FIX)
+    images = saved.get("images") if isinstance(saved, dict) else None
+    if not (isinstance(images, torch.Tensor) and images.ndim == 5
+            and images.dtype == torch.uint8):
+        raise DataError(f"{samples_pt}: no 'images' tensor, uint8 (epochs, N, C, H, W); "
+                        f"{_ARTIFACT_FIX}")
+    if len(images) != len(rows):
+        raise DataError(f"{samples_pt}: {len(images)} epochs of samples but {epochs_csv} has "
+                        f"{len(rows)} rows; {_ARTIFACT_FIX}")
+    return rows, list(images.unbind(0))
+
+
+def epoch_diagnostics(judge: torch.nn.Module, rows: list[dict[str, float]],
+                      images: Sequence[torch.Tensor], num_classes: int, loss: str,
+                      batch_size: int, device: torch.device) -> list[dict[str, Any]]:
+    """:func:`epoch_table` of ``epochs.csv`` rows and the judge's logits of each epoch's
+    samples (:func:`read_gan_artifacts`)."""
+    logits = [embed(judge, batch, batch_size, device).logits
+              for batch in progress(images, desc="GAN epoch coverage", unit="epoch")]
+    return epoch_table(rows, logits, num_classes, loss)
 
 
 def gan_epoch_diagnostics(judge: torch.nn.Module, artifacts_dir: Path, num_classes: int,
@@ -280,18 +331,8 @@ def gan_epoch_diagnostics(judge: torch.nn.Module, artifacts_dir: Path, num_class
     accuracy and loss spread, and adds the flags. Returns [] when no epochs table exists; without
     saved samples (``gan.diag_samples: 0``) the coverage columns are empty.
     """
-    epochs_csv, samples_pt = artifacts_dir / "epochs.csv", artifacts_dir / "epoch_samples.pt"
-    if not epochs_csv.is_file():
-        return []
-    with epochs_csv.open(newline="") as fh:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    logits = []
-    if samples_pt.is_file():
-        saved = torch.load(samples_pt, map_location="cpu", weights_only=True)
-        logits = [embed(judge, images, batch_size, device).logits
-                  for images in progress(saved["images"], desc="GAN epoch coverage",
-                                         unit="epoch")]
-    return epoch_table(rows, logits, num_classes, loss)
+    rows, images = read_gan_artifacts(artifacts_dir)
+    return epoch_diagnostics(judge, rows, images, num_classes, loss, batch_size, device)
 
 
 def diagnostics_series(path: Path) -> list[tuple[int, dict[str, float]]]:

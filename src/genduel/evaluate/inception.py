@@ -95,6 +95,28 @@ def _missing_message(weights_path: Path) -> str:
             f"weights there or set eval.inception_weights: ''")
 
 
+def check_weights(weights_path: Path) -> None:
+    """Refuse a missing or unreadable ``eval.inception_weights`` file, or one that is not a plain
+    tensor state dict; the evaluate stage calls this first, before any work.
+
+    Raises:
+        DataError: one line naming the file and the fix.
+    """
+    weights_path = Path(weights_path)
+    if not weights_path.is_file():
+        raise DataError(_missing_message(weights_path))
+    fix = "put the pt_inception-2015-12-05 weights there or set eval.inception_weights: ''"
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors: all mean "not a weights file"
+        raise DataError(f"eval.inception_weights: {weights_path} is not a readable PyTorch "
+                        f"state dict ({type(err).__name__}: {_one_line(err, 120)}); {fix}"
+                        ) from None
+    if not isinstance(state, dict):
+        raise DataError(f"eval.inception_weights: {weights_path} holds a "
+                        f"{type(state).__name__}, not a state dict; {fix}")
+
+
 def load_inception(weights_path: Path, device: torch.device | str = "cpu") -> nn.Module:
     """torch-fidelity's FID Inception-v3 with weights from a local file, in eval mode.
 
@@ -117,17 +139,7 @@ def load_inception(weights_path: Path, device: torch.device | str = "cpu") -> nn
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     weights_path = Path(weights_path)
-    if not weights_path.is_file():
-        raise DataError(_missing_message(weights_path))
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors: all mean "not a weights file"
-        raise DataError(f"eval.inception_weights: {weights_path} is not a readable PyTorch "
-                        f"state dict ({type(err).__name__}: {_one_line(err)})") from err
-    if not isinstance(state, dict):
-        raise DataError(f"eval.inception_weights: {weights_path} holds a "
-                        f"{type(state).__name__}, not a state dict")
-    del state
+    check_weights(weights_path)
     try:
         model = FeatureExtractorInceptionV3(
             "inception-v3-compat", [FEATURE_LAYER, LOGITS_LAYER],

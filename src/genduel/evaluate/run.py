@@ -17,8 +17,8 @@ metrics (:mod:`~genduel.evaluate.inception`). The GAN's per-epoch diagnostics
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,16 +29,19 @@ import torch
 from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.config import EvalConfig, RuntimeConfig, TrackingConfig, flatten
 from genduel.data.splits import Split, load_split
+from genduel.errors import DataError
 from genduel.evaluate.gan_diagnostics import (
     COVERAGE_COLUMNS,
     diagnostics_series,
-    gan_epoch_diagnostics,
+    epoch_diagnostics,
+    read_gan_artifacts,
     write_table,
 )
-from genduel.evaluate.inception import inception_rows
+from genduel.evaluate.inception import check_weights, inception_rows
 from genduel.evaluate.inference import inference_metrics, save_reconstructions
 from genduel.evaluate.likelihood import likelihood_bounds, parzen_rows
 from genduel.evaluate.memorization import memorization_rows
+from genduel.evaluate.protocol import protocol_block, reference_size, split_details
 from genduel.evaluate.samples import (
     FeatureSet,
     SamplerResult,
@@ -49,16 +52,17 @@ from genduel.evaluate.samples import (
     subset,
 )
 from genduel.evaluate.study_figures import write_studies
-from genduel.io import digest, numeric, write_json
+from genduel.io import digest, write_json
 from genduel.models.baselines import PixelGaussian
 from genduel.models.gan import build_generator
 from genduel.models.judge import build_judge
 from genduel.models.vae import build_vae
-from genduel.provenance import library_versions
+from genduel.provenance import RUNS_DIR, read_run_record, write_run_record
 from genduel.runtime import resolve_device, seed_everything
 from genduel.tracking.base import dataset_refs
 from genduel.tracking.evaluation import log_evaluation
 from genduel.tracking.mlflow_store import stage_run
+from genduel.workdir import staged
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,8 @@ class EvalInputs:
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: train_gan's artifacts (epochs.csv, epoch_samples.pt) for the per-epoch diagnostics
     gan_artifacts: Path | None = None
+    #: their content, read and checked by :func:`load_inputs` (None: read from gan_artifacts)
+    gan_epochs: tuple[list[dict[str, float]], list[torch.Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,64 +104,95 @@ class EvalPaths:
     vae: Path  #: VAE checkpoint
     gan: Path  #: GAN checkpoint
     gan_artifacts: Path  #: train_gan's ``epochs.csv`` and ``epoch_samples.pt``
-    vae_metrics: Path  #: ``metrics/train_vae.json`` (holds the training run's MLflow id)
-    gan_metrics: Path  #: ``metrics/train_gan.json``
     out: Path  #: ``eval/``: features, grids, details, diagnostics, studies
     metrics_dir: Path  #: where ``eval_<row>.json`` go
+    #: run records: the training runs' MLflow ids are read from here (not a DVC dependency),
+    #: ``evaluate.json`` is written here
+    runs_dir: Path = RUNS_DIR
+
+    def outputs(self) -> list[Path]:
+        """Every output, as the stage publishes them (:func:`genduel.workdir.staged`)."""
+        return [self.out, *(self.metrics_dir / f"eval_{row}.json" for row in ROWS),
+                self.runs_dir / "evaluate.json"]
 
 
 def load_inputs(paths: EvalPaths) -> EvalInputs:
-    """Rebuild the judge, the VAE and the generator from their checkpoints; load the splits."""
+    """Rebuild the judge, the VAE and the generator from their checkpoints; load the splits and
+    train_gan's per-epoch artifacts. Every input is read and checked here, before any work.
+
+    Raises:
+        DataError: a missing, truncated or malformed input, named with its fix.
+    """
     judge_ckpt = load_checkpoint(paths.judge, "judge")
     ckpts = {"vae": load_checkpoint(paths.vae, "vae"), "gan": load_checkpoint(paths.gan, "gan")}
+    accuracy = (judge_ckpt.get("extra") or {}).get("test_accuracy")
+    if not isinstance(accuracy, int | float):
+        raise DataError(f"{paths.judge}: no extra.test_accuracy in the judge checkpoint; "
+                        "re-run the judge stage (dvc repro judge)")
     return EvalInputs(
-        judge=rebuild(judge_ckpt, "judge", build_judge),
-        vae=rebuild(ckpts["vae"], "vae", build_vae),
-        generator=rebuild(ckpts["gan"], "generator", build_generator),
+        judge=rebuild(judge_ckpt, "judge", build_judge, paths.judge),
+        vae=rebuild(ckpts["vae"], "vae", build_vae, paths.vae),
+        generator=rebuild(ckpts["gan"], "generator", build_generator, paths.gan),
         train=load_split(paths.data, "train"), val=load_split(paths.data, "val"),
         test=load_split(paths.data, "test"),
         judge_sha256=digest(paths.judge),
-        judge_accuracy=float(judge_ckpt["extra"]["test_accuracy"]),
-        model_params={m: c["extra"].get("config", {}) for m, c in ckpts.items()},
-        gan_artifacts=paths.gan_artifacts)
+        judge_accuracy=float(accuracy),
+        model_params={m: (c.get("extra") or {}).get("config", {}) for m, c in ckpts.items()},
+        gan_artifacts=paths.gan_artifacts,
+        gan_epochs=read_gan_artifacts(paths.gan_artifacts))
 
 
 def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
                  paths: EvalPaths) -> dict[str, dict[str, Any]]:
-    """The evaluate stage: seed, evaluate, write the metrics and details files, log to MLflow.
+    """The evaluate stage: check and load every input, then evaluate, write the metrics and
+    details files and the run record, log to MLflow.
+
+    Inputs are read first (``eval.inception_weights`` before anything else), so a bad file
+    stops the stage in seconds, before the MLflow run opens. The outputs are written to the
+    stage's work directory and published together at the end (:func:`genduel.workdir.staged`):
+    on any error or interruption ``eval/``, ``metrics/eval_*.json`` and ``runs/evaluate.json``
+    keep what they held.
 
     The stage's run gets the data splits as inputs and the sample grids; each row's numbers go
     to a run ``evaluate/<row>`` nested under it, under the names of the metrics JSON, linked to
-    the model the row's training run logged (run ids from ``paths.vae_metrics`` /
-    ``paths.gan_metrics``), the GAN's also with the per-epoch class coverage as histories
-    (:func:`~genduel.tracking.evaluation.log_evaluation`; the training runs get them too when
-    they belong to this pipeline run).
+    the model the row's training run logged (run ids from the training stages' run records,
+    ``runs/train_vae.json`` / ``runs/train_gan.json``), the GAN's also with the per-epoch class
+    coverage as histories (:func:`~genduel.tracking.evaluation.log_evaluation`; the training
+    runs get them too when they belong to this pipeline run).
 
     Returns:
         The rows of :func:`evaluate_all`.
     """
+    start = time.perf_counter()
+    if cfg.inception_weights:
+        check_weights(Path(cfg.inception_weights))
+    inputs = load_inputs(paths)
+    trained = {name: str(read_run_record(f"train_{name}", paths.runs_dir).get("mlflow_run_id")
+                         or "") for name in ("vae", "gan")}
     seed_everything(cfg.seed)
     device = resolve_device(rt)
-    inputs = load_inputs(paths)
-    trained = {name: json.loads(path.read_text()).get("mlflow_run_id", "")
-               for name, path in (("vae", paths.vae_metrics), ("gan", paths.gan_metrics))}
-    with stage_run("evaluate", tracking, {**flatten("runtime", rt), **flatten("eval", cfg)}
-                   ) as tracker:
+    with (stage_run("evaluate", tracking, {**flatten("runtime", rt), **flatten("eval", cfg)}
+                    ) as tracker,
+          staged("evaluate", paths.outputs()) as staging):
+        out = staging.path(paths.out)
         tracker.log_inputs(dataset_refs(paths.data))
-        results = evaluate_all(cfg, inputs, device, paths.out)
+        results = evaluate_all(cfg, inputs, device, out)
         rows = {}
         for name, values in results.items():
             rows[name], details = split_details(values)
-            write_json(paths.metrics_dir / f"eval_{name}.json", rows[name])
-            write_json(paths.out / f"details_{name}.json",
-                       {**details, "mlflow_run_id": tracker.run_id})
-        tracker.log_artifact(paths.out / "samples_vae.png", "grids")
-        tracker.log_artifact(paths.out / "samples_gan.png", "grids")
+            write_json(staging.path(paths.metrics_dir / f"eval_{name}.json"), rows[name])
+            write_json(out / f"details_{name}.json", details)
+        tracker.log_artifact(out / "samples_vae.png", "grids")
+        tracker.log_artifact(out / "samples_gan.png", "grids")
         # Only the judge's class coverage: the other columns are train_gan's own epoch means.
         coverage = [(step, {k: v for k, v in row.items()
                             if k.removeprefix("diag/") in COVERAGE_COLUMNS})
-                    for step, row in diagnostics_series(paths.out / "gan_diagnostics.csv")]
+                    for step, row in diagnostics_series(out / "gan_diagnostics.csv")]
         log_evaluation(tracker, rows, trained, {"gan": coverage})
+        write_run_record("evaluate", {"mlflow_run_id": tracker.run_id,
+                                      "training_run_ids": trained,
+                                      "eval_seconds": round(time.perf_counter() - start, 2)},
+                         staging.path(paths.runs_dir / "evaluate.json").parent)
     return results
 
 
@@ -169,6 +206,7 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     ``model_params``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    reference_size(cfg, len(inputs.train), len(inputs.test))
     judge, vae, gen = (m.to(device) for m in (inputs.judge, inputs.vae, inputs.generator))
     reference = embed(judge, subset(inputs.train, cfg.num_samples, cfg.seed), cfg.batch_size,
                       device)
@@ -186,9 +224,12 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     results["vae"].update(inference_metrics(vae, inputs.train, inputs.test, cfg, device))
     save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
     write_studies(vae, gen, inputs.test, out_dir / "studies", seed=cfg.seed, device=device)
-    if inputs.gan_artifacts is not None:
-        rows = gan_epoch_diagnostics(judge, inputs.gan_artifacts, inputs.train.num_classes,
-                                     gen.loss, cfg.batch_size, device)
+    epochs = inputs.gan_epochs
+    if epochs is None and inputs.gan_artifacts is not None:
+        epochs = read_gan_artifacts(inputs.gan_artifacts)
+    if epochs is not None:
+        rows = epoch_diagnostics(judge, *epochs, inputs.train.num_classes, gen.loss,
+                                 cfg.batch_size, device)
         write_table(rows, out_dir / "gan_diagnostics.csv")
     n_parzen = min(cfg.parzen_samples, cfg.num_samples)
     centres = {name: run.first_draw[:n_parzen] for name, run in runs.items()}
@@ -196,8 +237,11 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     parzen = parzen_rows(
         centres, subset(inputs.val, cfg.parzen_val_images, cfg.seed),
         subset(inputs.test, cfg.parzen_test_images, cfg.seed), cfg.parzen_sigmas, cfg.batch_size)
-    protocol = _protocol(cfg, inputs, reference, len(test_fs.features),
-                         {name: len(c) for name, c in centres.items()})
+    protocol = protocol_block(
+        cfg, {"train": len(inputs.train), "val": len(inputs.val), "test": len(inputs.test)},
+        judge=(inputs.judge_sha256, inputs.judge_accuracy),
+        reference_shape=tuple(reference.features.shape),
+        n_centres={name: len(c) for name, c in centres.items()})
     for name, values in results.items():
         values.update(parzen[name])
         values["protocol"] = protocol
@@ -244,55 +288,3 @@ def _sample_fn(model: Any, name: str, cfg: EvalConfig) -> Callable:
     if name == "vae":
         return lambda n, g: model.sample(n, generator=g, image=cfg.vae_image)
     return lambda n, g: model.sample(n, generator=g)
-
-
-def _protocol(cfg: EvalConfig, inputs: EvalInputs, reference: FeatureSet, n_test: int,
-              n_centres: dict[str, int]) -> dict[str, Any]:
-    """The ``protocol`` block every metrics file carries: how each number was obtained."""
-    n_val = min(cfg.parzen_val_images, len(inputs.val))
-    n_parzen_test = min(cfg.parzen_test_images, len(inputs.test))
-    n_probe = min(cfg.probe_train_images, len(inputs.train))
-    return {
-        "num_samples": cfg.num_samples, "draws": cfg.draws,
-        "sample_seeds": [cfg.seed + d for d in range(cfg.draws)],
-        "reference": f"{len(reference.features)} train images (seed {cfg.seed})",
-        "real_row": f"{min(cfg.num_samples, n_test)} test images per draw",
-        "pixels": "samples rounded to 8-bit like the data",
-        "vae_image": cfg.vae_image,
-        "features": f"judge penultimate layer ({reference.features.shape[1]} dims)",
-        "judge_sha256": inputs.judge_sha256, "judge_test_accuracy": inputs.judge_accuracy,
-        "is_splits": cfg.is_splits, "kid_subsets": cfg.kid_subsets,
-        "kid_subset_size": cfg.kid_subset_size, "pr_k": cfg.pr_k,
-        "iwae_k": list(cfg.iwae_k),
-        "parzen": (f"Gaussian Parzen window, pixels in [0, 1]; centres: {n_centres['vae']} VAE / "
-                   f"{n_centres['gan']} GAN samples of draw 0, {n_centres['real']} train images "
-                   f"(seed {cfg.seed}) for the real row; sigma by mean LL on {n_val} val images; "
-                   f"mean LL on {n_parzen_test} test images (seed {cfg.seed})"),
-        "parzen_sigmas": [float(s) for s in cfg.parzen_sigmas],
-        "baselines": ("pixel_gaussian: one Gaussian over all pixels (mean and full covariance "
-                      "of the train images); class_gaussians: one per class, classes drawn at "
-                      "their train frequencies; sampled like a model and rounded to 8 bits"),
-        "memorization": (f"nearest neighbour among all {len(inputs.train)} train images of the "
-                         f"first {cfg.memorization_samples} samples of draw 0 and of as many "
-                         f"test images (seed {cfg.seed}), Euclidean in pixels in [0, 1] and in "
-                         "judge features; nn_ratio = median sample NN distance / median test "
-                         "NN distance; copy_share = share of samples nearer than the 1 % "
-                         "quantile of the test distances"),
-        "probe": (f"VAE posterior means mu(x): logistic regression (standardized) and "
-                  f"{cfg.probe_knn_k}-NN fit on the first {n_probe} train images, accuracy on "
-                  f"the true labels of all {n_test} test images"),
-        "reconstruction": ("decoder mean at z = mu(x), all test images; MSE in [0, 1] pixel "
-                           "units, MAE in 8-bit levels"),
-        "libraries": library_versions(),
-    }
-
-
-def split_details(values: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
-    """(numbers, the rest) of a row: ``metrics/eval_*.json`` holds only the numbers, so that
-    ``dvc metrics show`` and ``dvc exp show`` list metrics, not protocol text; the protocol and
-    model settings go to ``eval/details_*.json``, which the report merges back in.
-
-    The numbers keep their type (an int count is written as ``10``, not ``10.0``).
-    """
-    numbers = {k: values[k] for k in numeric(values)}
-    return numbers, {k: v for k, v in values.items() if k not in numbers}

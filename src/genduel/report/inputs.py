@@ -9,14 +9,19 @@ and an eval JSON without ``model_params`` (older runs) drops the settings table.
 
 from __future__ import annotations
 
-import json
+import io
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from genduel.config import GAN_LOSSES
 from genduel.errors import DataError
 from genduel.evaluate import gan_diagnostics as diag
+from genduel.io import read_bytes, read_csv, read_json, read_png
+from genduel.provenance import read_run_record
 
 #: The two models, then real data scored the same way (the floor of the baseline ladder).
 MODELS = ("vae", "gan", "real")
@@ -41,6 +46,8 @@ class ReportInputs:
     diagnostics: list[dict[str, Any]] = field(default_factory=list)  # eval/gan_diagnostics.csv
     studies: list[dict[str, str]] = field(default_factory=list)  # eval/studies/index.json
     studies_dir: Path = Path("eval/studies")  # where the study figures are
+    #: stage -> runs/<stage>.json (wall times, MLflow run ids, machine; {} when absent)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def protocol(self) -> dict[str, Any]:
@@ -63,12 +70,24 @@ class ReportInputs:
         return self.manifest.get("classes") or [str(i) for i in range(10)]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is missing or unreadable ({exc.__class__.__name__}); run "
-                        "the stages before report: dvc repro") from exc
+#: Protocol entries the report's tables read (``eval/details_<row>.json``'s ``protocol``).
+PROTOCOL_KEYS = ("libraries", "num_samples", "draws", "sample_seeds", "reference", "pixels",
+                 "features", "judge_sha256", "is_splits", "kid_subsets", "kid_subset_size",
+                 "pr_k")
+#: CSV files of the training stages the plots read (under ``artifacts/``), with their columns.
+TRAINING_CSV = {"train_vae/history.csv": ("step",),
+                "train_vae/epochs.csv": ("epoch", "val_elbo_nats"),
+                "train_gan/history.csv": ("step", "d_loss", "g_loss", "d_real", "d_fake")}
+#: Run records shown (wall times, MLflow run ids, machines): informational, not DVC deps.
+RUN_RECORDS = ("judge", "train_vae", "train_gan", "evaluate")
+#: The fix for a damaged output of an earlier stage (DVC caches it: checkout restores it).
+_FIX = "restore it with `dvc checkout` or run the stages before report (dvc repro)"
+#: The fix for a damaged metrics file (``cache: false``: only its stage rewrites it).
+_METRICS_FIX = "re-run the stage that writes it (dvc repro)"
+
+
+def _read_json(path: Path, keys: tuple[str, ...] = (), fix: str = _FIX) -> dict[str, Any]:
+    return read_json(path, fix, keys)
 
 
 def _read_studies(studies_dir: Path) -> list[dict[str, str]]:
@@ -77,11 +96,9 @@ def _read_studies(studies_dir: Path) -> list[dict[str, str]]:
     index = studies_dir / "index.json"
     if not index.is_file():
         return []
-    try:
-        studies = json.loads(index.read_text())["figures"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{index} is not a {{'figures': [...]}} index ({exc!r}); re-run "
-                        "the evaluate stage") from exc
+    studies = read_json(index, "re-run the evaluate stage", ("figures",))["figures"]
+    if not isinstance(studies, list):
+        raise DataError(f"{index}: 'figures' is not a list; re-run the evaluate stage")
     for entry in studies:
         if not isinstance(entry, dict) or not entry.get("file"):
             raise DataError(f"{index}: entry {entry!r} has no 'file'")
@@ -91,8 +108,51 @@ def _read_studies(studies_dir: Path) -> list[dict[str, str]]:
     return studies
 
 
+def _check_protocol(inputs: ReportInputs, eval_dir: Path) -> None:
+    proto = inputs.evals["vae"].get("protocol")
+    path = eval_dir / "details_vae.json"
+    if not isinstance(proto, dict):
+        raise DataError(f"{path}: no 'protocol' object; re-run the evaluate stage")
+    missing = [k for k in PROTOCOL_KEYS if k not in proto]
+    if missing:
+        raise DataError(f"{path}: protocol lacks {', '.join(missing)}; re-run the evaluate stage")
+
+
+def check_figure_inputs(inputs: ReportInputs, *, eval_dir: Path, artifacts_dir: Path,
+                        data_dir: Path) -> None:
+    """Read every image, table and array the figures are made of, so that a missing,
+    truncated or malformed one stops the report before it writes anything.
+
+    Raises:
+        DataError: ``<file>: <what is wrong>; <fix>``.
+    """
+    pngs = [data_dir / "real_grid.png",
+            *(eval_dir / f for f in ("samples_vae.png", "samples_gan.png",
+                                     "reconstructions_vae.png")),
+            *(p for m in ("vae", "gan") if (p := eval_dir / f"memorization_{m}.png").is_file()),
+            *(inputs.studies_dir / e["file"] for e in inputs.studies),
+            *(p for m in ("vae", "gan")
+              for p in sorted((artifacts_dir / f"train_{m}" / "grids").glob("samples_epoch*.png")))]
+    for path in pngs:
+        read_png(path, _FIX)
+    for rel, columns in TRAINING_CSV.items():
+        read_csv(artifacts_dir / rel, _FIX, columns)
+    for name, key in (("vae", "logits"), ("gan", "logits"), ("real", "test_logits")):
+        path = eval_dir / f"features_{name}.npz"
+        data = read_bytes(path, _FIX)
+        try:
+            with np.load(io.BytesIO(data)) as npz:
+                ok = key in npz.files and npz[key].ndim == 2
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: not a readable .npz archive (truncated or corrupt: "
+                            f"{type(exc).__name__}); {_FIX}") from None
+        if not ok:
+            raise DataError(f"{path}: no 2-D array {key!r}; {_FIX}")
+
+
 def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | None = None, *,
-                commit: str) -> ReportInputs:
+                commit: str, artifacts_dir: Path | None = None,
+                runs_dir: Path | None = None) -> ReportInputs:
     """Read every input of the report.
 
     Args:
@@ -103,23 +163,38 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | 
             their protocol and settings (``details_<model>.json``, required) and the optional
             ``gan_diagnostics.csv`` and ``studies/index.json`` are read where present.
         commit: the code's git commit, shown in the report.
+        artifacts_dir: the training stages' artifacts; when given (with ``eval_dir``), every
+            file the figures are made of is read and checked too (:func:`check_figure_inputs`).
+        runs_dir: the run records (``runs/<stage>.json``) of :data:`RUN_RECORDS`, shown where
+            present; they are informational and not DVC dependencies of the report.
 
     Raises:
-        DataError: a required file is missing or unreadable, or the studies index is malformed
-            or lists a file that does not exist.
+        DataError: a required file is missing, truncated or malformed (not JSON, not an
+            object, a key or column missing, a partial CSV row, a truncated PNG), or the
+            studies index is malformed or lists a file that does not exist.
     """
     inputs = ReportInputs(
-        evals={m: {**_read_json(metrics_dir / f"eval_{m}.json"),
-                   **(_read_json(eval_dir / f"details_{m}.json") if eval_dir else {})}
+        evals={m: {**_read_json(metrics_dir / f"eval_{m}.json", ("fid",), _METRICS_FIX),
+                   **(_read_json(eval_dir / f"details_{m}.json", ("protocol",))
+                      if eval_dir else {})}
                for m in ROWS},
-        judge=_read_json(metrics_dir / "judge.json"),
-        training={m: _read_json(metrics_dir / f"train_{m}.json") for m in ("vae", "gan")},
+        judge=_read_json(metrics_dir / "judge.json", fix=_METRICS_FIX),
+        training={m: _read_json(metrics_dir / f"train_{m}.json", fix=_METRICS_FIX)
+                  for m in ("vae", "gan")},
         manifest=_read_json(data_dir / "manifest.json"),
         title=title,
         commit=commit,
+        runs={s: read_run_record(s, runs_dir) for s in RUN_RECORDS} if runs_dir else {},
     )
     if eval_dir is None:
         return inputs
+    _check_protocol(inputs, eval_dir)
     csv_path = eval_dir / "gan_diagnostics.csv"
-    return replace(inputs, diagnostics=diag.read_table(csv_path) if csv_path.is_file() else [],
-                   studies=_read_studies(eval_dir / "studies"), studies_dir=eval_dir / "studies")
+    inputs = replace(inputs,
+                     diagnostics=diag.read_table(csv_path) if csv_path.is_file() else [],
+                     studies=_read_studies(eval_dir / "studies"),
+                     studies_dir=eval_dir / "studies")
+    if artifacts_dir is not None:
+        check_figure_inputs(inputs, eval_dir=eval_dir, artifacts_dir=artifacts_dir,
+                            data_dir=data_dir)
+    return inputs

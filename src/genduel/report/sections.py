@@ -359,11 +359,28 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
         ["Latent probes", proto.get("probe", "n/a")],
         ["Reconstructions", proto.get("reconstruction", "n/a")],
         ["Libraries", libs],
-        ["MLflow runs", ", ".join(f"{m}: `{t.get('mlflow_run_id', '')}`"
-                                  for m, t in inp.training.items())],
+        ["Machine, evaluate", machine_text(proto.get("machine"))],
+        *([f"Machine, {stage}¹", machine_text(inp.runs[stage].get("machine"))]
+          for stage in ("judge", "train_vae", "train_gan") if inp.runs.get(stage)),
+        ["MLflow runs¹", ", ".join(f"{stage}: `{rec['mlflow_run_id']}`"
+                                   for stage, rec in inp.runs.items()
+                                   if rec.get("mlflow_run_id")) or DASH],
     ]
+
+
+def machine_text(info: Any) -> str:
+    """``provenance.machine()`` in one cell: what explains last-bit differences between hosts."""
+    if not isinstance(info, dict) or not info:
+        return "not recorded"
+    cuda = info.get("torch_cuda", "none")
+    return (f"{info.get('cpu', '?')} ({info.get('cpu_count', '?')} CPUs, "
+            f"{info.get('torch_cpu_capability', '?')}); GPU {info.get('gpu', 'none')}; "
+            f"torch {info.get('torch', '?')}" + (f" CUDA {cuda}" if cuda != "none" else "")
+            + (f" cuDNN {info['cudnn']}" if info.get("cudnn") else ""))
 
 
 def protocol_blocks(inp: ReportInputs) -> list[Block]:
     """The "Protocol" section: one table of settings and provenance."""
-    return [Heading("Protocol"), Table(["Item", "Value"], protocol_rows(inp), link())]
+    return [Heading("Protocol"), Table(["Item", "Value"], protocol_rows(inp), link()),
+            Para("¹ From the run records runs/<stage>.json: informational, not a DVC "
+                 "dependency of the report, so they may be older than it.")]

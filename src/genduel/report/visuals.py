@@ -105,6 +105,13 @@ def latent_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
     return blocks if len(blocks) > 1 else []
 
 
+#: The footnote of every table value read from a run record.
+RUN_RECORD_NOTE = ("¹ From the run records runs/<stage>.json, written when a stage runs: "
+                   "informational, not a DVC dependency of the report (a re-run that changes "
+                   "only them does not re-run the report, so they may be older than the "
+                   "report); — when absent.")
+
+
 def training_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
     """Both models' training curves, their samples after each epoch, and epochs, steps and
     wall time."""
@@ -123,10 +130,14 @@ def training_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
                 f"{model.upper()} samples after each epoch: the first rows of the grid drawn "
                 "from the same fixed noise every epoch, so columns are comparable "
                 f"(all grids: artifacts/train_{model}/grids/)", rows))
-    blocks.append(Table(["Model", "Epochs", "Steps", "Training time (s)"],
+    runs = {m: inp.runs.get(f"train_{m}", {}) for m in inp.training}
+    blocks.append(Table(["Model", "Epochs", "Steps", "Training time (s)¹", "MLflow run¹"],
                         [[m.upper(), fmt(t.get("epochs")), fmt(t.get("steps")),
-                          fmt(t.get("train_seconds"))] for m, t in inp.training.items()],
+                          fmt(runs[m].get("train_seconds")),
+                          f"`{runs[m]['mlflow_run_id']}`" if runs[m].get("mlflow_run_id")
+                          else DASH] for m, t in inp.training.items()],
                         link()))
+    blocks.append(Para(RUN_RECORD_NOTE))
     return blocks
 
 

@@ -1,0 +1,153 @@
+"""A stage's work directory: outputs published whole at the stage's end, and resume state that
+survives DVC deleting the stage's outputs.
+
+DVC deletes a stage's outputs before it runs the command, and a stage that stops half-way must
+leave neither half-written outputs nor lost work. So a stage writes its outputs under its work
+directory (:class:`Staging`) and moves them to their final paths only when it succeeds
+(:meth:`Staging.publish`); what a training stage needs to continue after an interruption (its
+resume state, :mod:`genduel.train.resume`) lives there too, under a *key* that hashes everything
+its result depends on (:func:`stage_key`), so that a re-run with other params or inputs never
+continues from a state that does not belong to it.
+
+The work root is ``.genduel/work`` under the current directory (the repository root when DVC runs
+the stage), or ``$GENDUEL_WORK_DIR``: point that at one absolute folder to resume queued or
+``--temp`` experiments, whose temporary copies of the repository are deleted when they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from genduel.errors import DataError
+
+log = logging.getLogger(__name__)
+
+#: The work root, relative to the current directory, when $GENDUEL_WORK_DIR is not set.
+DEFAULT_ROOT = Path(".genduel") / "work"
+
+
+def work_root(env: Mapping[str, str] | None = None) -> Path:
+    """``$GENDUEL_WORK_DIR`` or ``.genduel/work``."""
+    env = os.environ if env is None else env
+    return Path(env.get("GENDUEL_WORK_DIR") or DEFAULT_ROOT)
+
+
+def _hash_path(h: Any, path: Path, pattern: str = "*") -> None:
+    """Feed a file, or every file of a folder matching ``pattern`` in sorted order (names and
+    bytes), to ``h``."""
+    files = sorted(p for p in path.rglob(pattern) if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+
+
+def stage_key(stage: str, params: Mapping[str, Any], inputs: Iterable[str | Path]) -> str:
+    """A hex key of everything a stage's result depends on: its name, its params (any JSON-able
+    mapping), the bytes of its ``inputs`` (files or folders: data, upstream models) and of the
+    code it runs (the ``genduel`` package). Missing inputs count as absent, not as an error."""
+    h = hashlib.sha256(usedforsecurity=False)
+    h.update(json.dumps({"stage": stage, "params": params}, sort_keys=True,
+                        default=str).encode())
+    for path in map(Path, inputs):
+        h.update(b"\1" + str(path).encode() + b"\0")
+        if path.exists():
+            _hash_path(h, path)
+    _hash_path(h, Path(__file__).resolve().parent, "*.py")  # the code (not its __pycache__)
+    return h.hexdigest()[:16]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Put ``src`` (file or folder) at ``dst``, replacing what is there; across file systems too."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    old = dst.with_name(dst.name + ".old")
+    _remove(old)
+    if dst.exists() or dst.is_symlink():
+        os.replace(dst, old)  # a folder cannot be replaced in one step: set the old one aside
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            if old.exists():
+                os.replace(old, dst)
+            raise
+        shutil.move(src, dst)
+    _remove(old)
+
+
+class Staging:
+    """Where a stage writes its outputs until it succeeds.
+
+    ``staging.path(final)`` is the place to write what belongs at ``final`` (a file or a folder);
+    :meth:`publish` moves every staged output to its final path, each in one rename.
+    """
+
+    def __init__(self, root: Path, finals: Sequence[str | Path]) -> None:
+        self.root = Path(root)
+        self.finals = [Path(f) for f in finals]
+
+    def path(self, final: str | Path) -> Path:
+        final = Path(final)
+        if final not in self.finals:
+            raise ValueError(f"{final} is not one of this stage's outputs {self.finals}")
+        staged = self.root / "out" / (final.relative_to(final.anchor) if final.is_absolute()
+                                      else final)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        return staged
+
+    def publish(self) -> None:
+        """Move each staged output over its final path. An output the stage did not produce is
+        an error before anything moves (so a stage never publishes half of its outputs)."""
+        missing = [f for f in self.finals if not self.path(f).exists()]
+        if missing:
+            raise DataError(f"the stage did not produce {', '.join(map(str, missing))}; nothing "
+                            "was published (a bug: please report it)")
+        for final in self.finals:
+            _move(self.path(final), final)
+        log.debug("published %s", ", ".join(map(str, self.finals)))
+
+
+@contextlib.contextmanager
+def staged(stage: str, finals: Sequence[str | Path], *, key: str = "",
+           keep_on_error: bool = False, owner: bool = True) -> Iterator[Staging]:
+    """A :class:`Staging` under ``<work root>/<stage>[-<key>]``, published when the block ends
+    without an exception, then removed.
+
+    On an exception nothing moves: the final paths keep what they held. The work directory is
+    removed too unless ``keep_on_error`` (a training stage keeps it: it holds the resume state).
+    Only the ``owner`` (rank 0 of a data-parallel run) publishes and removes anything; the other
+    ranks share its work directory for their resume states.
+    """
+    if not owner:
+        yield Staging(work_root() / (f"{stage}-{key}" if key else stage), finals)
+        return
+    root = work_root() / (f"{stage}-{key}" if key else stage)
+    if not keep_on_error:
+        _remove(root / "out")  # a previous run's leftovers; resumable ones are kept
+    staging = Staging(root, finals)
+    try:
+        yield staging
+    except BaseException:
+        if not keep_on_error:
+            _remove(root)
+        raise
+    staging.publish()
+    _remove(root)
