@@ -20,19 +20,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=Path("models/gan.pt"))
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/train_gan"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/train_gan.json"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="where the run record (wall times, MLflow run id) goes")
     args = parser.parse_args(argv)
 
     def train(ctx: StageContext) -> dict[str, float]:
         cfg = ctx.params["gan"]
         return train_gan(cfg, load_split(args.data, "train"), device=ctx.device, amp=ctx.amp,
-                         tracker=ctx.tracker, checkpoint_path=args.checkpoint,
-                         artifacts_dir=args.artifacts, init_state=load_init(args.init, cfg),
-                         world=ctx.world)
+                         tracker=ctx.tracker, checkpoint_path=ctx.checkpoint,
+                         artifacts_dir=ctx.artifacts, init_state=load_init(args.init, cfg),
+                         world=ctx.world, resume=ctx.resume)
 
     return launch_training("train_gan", __file__, argv, lambda: run_training(
         "train_gan", "gan", data=args.data, splits=("train",),
         checkpoint=args.checkpoint, metrics=args.metrics, kind="gan",
-        part="generator", build=build_generator, train=train))
+        part="generator", build=build_generator, train=train,
+        artifacts=args.artifacts, inputs=(args.init,), runs_dir=args.runs_dir))
 
 
 if __name__ == "__main__":

@@ -18,18 +18,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=Path("models/vae.pt"))
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/train_vae"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/train_vae.json"))
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                        help="where the run record (wall times, MLflow run id) goes")
     args = parser.parse_args(argv)
 
     def train(ctx: StageContext) -> dict[str, float]:
         return train_vae(ctx.params["vae"], load_split(args.data, "train"),
                          load_split(args.data, "val"), device=ctx.device, amp=ctx.amp,
-                         tracker=ctx.tracker, checkpoint_path=args.checkpoint,
-                         artifacts_dir=args.artifacts, world=ctx.world)
+                         tracker=ctx.tracker, checkpoint_path=ctx.checkpoint,
+                         artifacts_dir=ctx.artifacts, world=ctx.world, resume=ctx.resume)
 
     return launch_training("train_vae", __file__, argv, lambda: run_training(
         "train_vae", "vae", data=args.data, splits=("train", "val"),
         checkpoint=args.checkpoint, metrics=args.metrics, kind="vae",
-        part="vae", build=build_vae, train=train))
+        part="vae", build=build_vae, train=train, artifacts=args.artifacts,
+        runs_dir=args.runs_dir))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from genduel.config import (
     EvalConfig,
     GANConfig,
     VAEConfig,
+    check_file,
     flatten,
     load_all,
     load_section,
@@ -37,6 +38,10 @@ def test_unknown_key_names_the_key_and_suggests_the_right_one():
     ("latent_dim", 0, "below the minimum 1"),
     ("lr", 0.0, "greater than 0.0"),
     ("beta", -1.0, "below the minimum 0.0"),
+    ("epochs", True, "wrong type; expected int"),  # YAML true is not 1
+    ("beta", float("nan"), "not a finite number"),
+    ("lr", float("inf"), "not a finite number"),
+    ("max_loss", float("-inf"), "not a finite number"),
 ])
 def test_bad_values_are_refused_with_key_value_and_rule(key, value, fragment):
     with pytest.raises(ConfigError) as exc:
@@ -100,3 +105,29 @@ def test_parzen_sigmas_must_be_positive_numbers():
         with pytest.raises(ConfigError, match="eval.parzen_sigmas"):
             validate("eval", EvalConfig, {"parzen_sigmas": bad})
     assert validate("eval", EvalConfig, {"parzen_sigmas": [0.2, 1]}).parzen_sigmas == [0.2, 1]
+
+
+def _write_params(tmp_path, drop: str = "", **sections):
+    import yaml
+
+    params = {name: {} for name in SECTIONS if name != drop}
+    params.update(sections)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_check_file_wants_every_section_and_existing_path_params(tmp_path):
+    assert set(check_file(_write_params(tmp_path))) == set(SECTIONS)
+    with pytest.raises(ConfigError, match=r"section report missing; .*git checkout"):
+        check_file(_write_params(tmp_path, drop="report"))
+    with pytest.raises(ConfigError, match=r"eval.inception_weights = 'nowhere.pt' is not a file"):
+        check_file(_write_params(tmp_path, eval={"inception_weights": "nowhere.pt"}))
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"x")
+    check_file(_write_params(tmp_path, eval={"inception_weights": str(weights)}))
+
+
+def test_nan_in_a_list_of_numbers_is_refused():
+    with pytest.raises(ConfigError, match="parzen_sigmas"):
+        validate("eval", EvalConfig, {"parzen_sigmas": [0.1, float("nan")]})

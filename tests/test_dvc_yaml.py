@@ -108,5 +108,22 @@ def test_evaluate_writes_one_metrics_file_per_row_the_report_reads():
     from genduel.report.inputs import ROWS as REPORT_ROWS
 
     declared = [next(iter(m)) for m in STAGES["evaluate"]["metrics"]]
-    assert declared == [f"metrics/eval_{row}.json" for row in REPORT_ROWS]
+    assert declared == [f"metrics/eval_{row}.json" for row in REPORT_ROWS] + ["runs/evaluate.json"]
     assert EVAL_ROWS == REPORT_ROWS
+
+
+def test_every_stage_but_validate_depends_on_its_output():
+    """The validate stage runs first and guards every other stage's outputs (README, Errors)."""
+    assert list(STAGES)[0] == "validate"
+    assert STAGES["validate"]["deps"][:2] == ["pipeline/validate.py", "params.yaml"]
+    for stage, spec in STAGES.items():
+        if stage != "validate":
+            assert "data/params.ok" in spec["deps"], stage
+
+
+def test_training_stages_do_not_depend_on_checkpoint_every_s():
+    """It changes no result: editing it must not re-run training (it is in no resume key)."""
+    for stage in ("judge", "train_vae", "train_gan", "evaluate"):
+        params = STAGES[stage]["params"]
+        assert "runtime" not in params and "runtime.checkpoint_every_s" not in params
+        assert "runtime.device" in params

@@ -14,8 +14,8 @@ SRC = ROOT / "src"
 #: Layers from the bottom up: a module may import its own package and lower layers only.
 LAYERS = (
     ("genduel.errors",),
-    ("genduel.config", "genduel.io", "genduel.provenance", "genduel.timings"),
-    ("genduel.runtime", "genduel.checkpoint"),
+    ("genduel.config", "genduel.interrupts", "genduel.io", "genduel.timings"),
+    ("genduel.runtime", "genduel.checkpoint", "genduel.provenance", "genduel.workdir"),
     ("genduel.data", "genduel.metrics"),
     ("genduel.models", "genduel.tracking"),
     ("genduel.train",),

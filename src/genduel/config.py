@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -52,6 +53,9 @@ class RuntimeConfig:
     node_rank: int = _f(0, min=0, help="this machine's index, 0 .. nnodes - 1")
     rdzv_endpoint: str = _f("", help="host:port of node 0's rendezvous; '' = localhost with a "
                             "free port (one node only)")
+    checkpoint_every_s: float = _f(120.0, gt=0.0, help="seconds between saves of a training "
+                                   "stage's resume state within an epoch (it is also saved at "
+                                   "every epoch's end); one process only")
 
     @property
     def world_size(self) -> int:
@@ -84,6 +88,8 @@ class JudgeConfig:
     feature_dim: int = _f(256, min=16, max=2048, help="penultimate-layer width (FID features)")
     dropout: float = _f(0.25, min=0.0, max=0.9)
     log_every: int = _f(20, min=1, help="steps between logged training metrics")
+    max_loss: float = _f(1e3, gt=0.0, help="a training loss beyond this (cross-entropy, nats) "
+                         "is divergence: the stage stops with an error")
     seed: int = _f(1, min=0)
 
 
@@ -104,6 +110,8 @@ class VAEConfig:
                                  "linearly from 0 to beta; 0 = no warm-up")
     conditional: bool = _f(False, help="CVAE: encoder and decoder also see the class label")
     log_every: int = _f(10, min=1, help="steps between logged training metrics")
+    max_loss: float = _f(1e6, gt=0.0, help="a training loss beyond this (negative ELBO, nats "
+                         "per image) is divergence: the stage stops with an error")
     grid_images: int = _f(64, min=1, max=1024)
     seed: int = _f(2, min=0)
 
@@ -136,6 +144,8 @@ class GANConfig:
     diag_samples: int = _f(2000, min=0, help="samples saved per epoch for the class-coverage "
                            "diagnostic; 0 = none")
     log_every: int = _f(10, min=1, help="steps between logged training metrics")
+    max_loss: float = _f(1e4, gt=0.0, help="|d_loss| or |g_loss| beyond this is divergence: "
+                         "the stage stops with an error")
     grid_images: int = _f(64, min=1, max=1024)
     seed: int = _f(3, min=0)
 
@@ -253,6 +263,9 @@ def validate(section: str, cls: type[T], values: Mapping[str, Any] | None) -> T:
             raise ConfigError(f"{where} has the wrong type; expected {_type_name(tp)}")
         if tp is float:
             value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} is not a finite number; give a number such as "
+                                  f"{f.default!r}")
         if meta.get("choices") and value not in meta["choices"]:
             raise ConfigError(f"{where} is not allowed; choose one of {list(meta['choices'])}")
         lo, hi, gt = meta.get("min"), meta.get("max"), meta.get("gt")
@@ -284,8 +297,8 @@ def _check_cross_field(section: str, cfg: Any) -> None:
                 f"params.yaml: eval.iwae_k = {ks!r} must be a non-empty list of integers >= 1"
             )
         sigmas = cfg.parzen_sigmas
-        if not sigmas or any(isinstance(s, bool) or not isinstance(s, int | float) or s <= 0
-                             for s in sigmas):
+        if not sigmas or any(isinstance(s, bool) or not isinstance(s, int | float)
+                             or not math.isfinite(s) or s <= 0 for s in sigmas):
             raise ConfigError(f"params.yaml: eval.parzen_sigmas = {sigmas!r} must be a "
                               "non-empty list of numbers > 0")
 
@@ -368,6 +381,38 @@ def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
     raw = read_params(path)
     params = {name: validate(name, cls, raw.get(name)) for name, cls in SECTIONS.items()}
     _check_across_sections(params)
+    return params
+
+
+#: Params that name a file: (section, key, what it must be, the fix).
+PATH_PARAMS = (("eval", "inception_weights", "the pt_inception-2015-12-05 weights file",
+                'put the weights there, or set it to "" to use the judge alone'),)
+
+
+def check_paths(params: Mapping[str, Any]) -> None:
+    """Every non-empty path param names a readable file. Raises :class:`ConfigError`."""
+    for section, key, what, fix in PATH_PARAMS:
+        value = getattr(params[section], key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"params.yaml: {section}.{key} = {value!r} is not a file ({what}); "
+                              f"{fix}")
+
+
+def check_file(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The whole of ``params.yaml`` as the ``validate`` stage checks it before any other stage
+    runs: every section present and valid, no unknown section, path params naming files.
+
+    Raises:
+        ConfigError: one line naming the key, the value and the fix.
+    """
+    raw = read_params(path)
+    missing = [name for name in SECTIONS if name not in raw]
+    if missing:
+        raise ConfigError(f"{path}: section{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(missing)} missing; every stage's section must be present "
+                          "(restore it from git: git checkout -- params.yaml)")
+    params = load_all(path)
+    check_paths(params)
     return params
 
 

@@ -78,6 +78,17 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the RNG states :func:`rng_state` captured (CUDA ones where a GPU is visible)."""
+    keys = state["numpy"].numpy().astype(np.uint32)
+    gauss_flag, gauss = state["numpy_gauss"]
+    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), int(gauss_flag), gauss))
+    random.setstate((int(state["python_version"]), tuple(state["python"].tolist()), None))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 @contextlib.contextmanager
 def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     """Put modules in eval mode under ``torch.no_grad`` and restore their previous mode."""
@@ -93,7 +104,7 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
 
 
 def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | None = None,
-             leave: bool = False, unit: str = "it") -> tqdm:
+             leave: bool = False, unit: str = "it", initial: int = 0) -> tqdm:
     """A tqdm progress bar on stderr, shown only when stderr is a terminal.
 
     The one place that rule lives: a person running ``dvc repro`` (or a stage, or ``genduel``)
@@ -101,7 +112,8 @@ def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | Non
     noise. Inner bars of a nested loop use ``leave=False`` (the default) so they vanish when
     done; an outer bar that sums up a stage may pass ``leave=True``.
     """
-    return tqdm(iterable, desc=desc, total=total, leave=leave, unit=unit, dynamic_ncols=True,
+    return tqdm(iterable, desc=desc, total=total, leave=leave, unit=unit, initial=initial,
+                dynamic_ncols=True,
                 disable=not sys.stderr.isatty())
 
 

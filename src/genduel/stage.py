@@ -18,27 +18,31 @@ line naming the rank, after that rank's own error line.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from genduel import config, runtime, timings
+from genduel import config, interrupts, provenance, runtime, timings, workdir
 from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.data.pixels import to_model_range
 from genduel.data.splits import load_split
 from genduel.errors import ConfigError, GenDuelError, TrainingError
-from genduel.io import write_json
+from genduel.io import atomic_write, write_json
 from genduel.tracking.base import ModelExample, Tracker, dataset_refs
 from genduel.tracking.mlflow_store import stage_run
+from genduel.train.resume import Resume
 
 log = logging.getLogger("genduel")
 
@@ -74,15 +78,17 @@ def run_stage(name: str, body: Callable[[], None], *,
     """Run a stage body; return the process exit code.
 
     ``GenDuelError`` becomes one line on stderr (``genduel <stage>: error: ...``, with the rank
-    in a data-parallel ``world``) and exit code 2; Ctrl-C becomes exit code 130. Files the body
-    wrote atomically before the failure stay. Ranks other than 0 log warnings only; the wall
-    time is recorded when ``record`` (by rank 0 alone).
+    in a data-parallel ``world``) and exit code 2; SIGINT (Ctrl-C) and SIGTERM become one line
+    and exit code 130 / 143 (:mod:`genduel.interrupts`). Stages stage their outputs
+    (:mod:`genduel.workdir`), so a failure leaves the previous ones as they were. Ranks other
+    than 0 log warnings only; the wall time is recorded when ``record`` (by rank 0 alone).
     """
     setup_logging()
     who = f"{name} (rank {world.rank} of {world.size})" if world.distributed else name
     if not world.is_main:
         logging.getLogger("genduel").setLevel(logging.WARNING)
     start = time.perf_counter()
+    interrupts.install()
     try:
         # Log lines print above the progress bars instead of through them.
         with logging_redirect_tqdm():
@@ -97,11 +103,15 @@ def run_stage(name: str, body: Callable[[], None], *,
         # after a pause that lets torchrun see that rank's exit first and name it.
         sys.stderr.write(f"genduel {who}: stopped: another rank failed "
                          f"({type(exc).__name__} in a collective)\n")
-        time.sleep(PEER_LOST_PAUSE_S)
+        with contextlib.suppress(KeyboardInterrupt):  # torchrun's SIGTERM ends the pause
+            time.sleep(PEER_LOST_PAUSE_S)
         return 1
-    except KeyboardInterrupt:
-        sys.stderr.write(f"genduel {who}: interrupted; checkpoints written so far are kept\n")
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGINT/SIGTERM as Interrupted
+        signum = getattr(exc, "signum", signal.SIGINT)
+        sys.stderr.write(f"genduel {who}: interrupted by {signal.Signals(signum).name}; its "
+                         "outputs are unchanged (a training stage continues from its saved "
+                         "state when run again)\n")
+        return 128 + signum
     seconds = time.perf_counter() - start
     log.info("stage %s finished in %.1f s", name, seconds)
     if record and world.is_main:
@@ -200,6 +210,9 @@ class StageContext:
     amp: bool
     tracker: Tracker  # a NullTracker on ranks other than 0
     world: runtime.World = runtime.ONE_PROCESS
+    checkpoint: Path = Path("model.pt")  # where to write the checkpoint (staged)
+    artifacts: Path | None = None  # where to write the artifacts folder (staged)
+    resume: Resume = field(default_factory=lambda: Resume(None))
 
 
 def shared_params(section: str, cfg: Any) -> dict[str, Any]:
@@ -228,25 +241,53 @@ def model_example(model: torch.nn.Module, part: str, data: Path) -> ModelExample
         return ModelExample(f"model({args})", inputs, {"images": model(*inputs.values())})
 
 
+#: Summary values that change from run to run with identical results: they go to the run
+#: record (runs/<stage>.json), not to the metrics file that later stages depend on.
+VOLATILE = ("train_seconds", "train_images_per_s")
+#: Runtime params that do not change what a training stage computes (left out of its resume key).
+NOT_IN_KEY = ("checkpoint_every_s",)
+
+
+def resume_key(stage: str, params: dict[str, Any], section: str,
+               inputs: Sequence[Path]) -> str:
+    """The key of a training stage's work directory: its params (runtime and its section), its
+    input files and the code (:func:`genduel.workdir.stage_key`)."""
+    rt = {k: v for k, v in dataclasses.asdict(params["runtime"]).items() if k not in NOT_IN_KEY}
+    return workdir.stage_key(stage, {"runtime": rt, section: dataclasses.asdict(params[section])},
+                             inputs)
+
+
 def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...],
                  checkpoint: Path, metrics: Path, kind: str, part: str,
                  build: Callable[[dict[str, Any]], torch.nn.Module],
-                 train: Callable[[StageContext], dict[str, float]]) -> dict[str, float]:
-    """Train one model under a tracked MLflow run and write ``metrics`` (JSON, with run id).
+                 train: Callable[[StageContext], dict[str, float]],
+                 artifacts: Path | None = None, inputs: Sequence[Path] = (),
+                 runs_dir: Path = provenance.RUNS_DIR) -> dict[str, float]:
+    """Train one model under a tracked MLflow run; publish its outputs when it succeeds.
 
     Args:
         stage: DVC stage name (also the MLflow run name).
         section: the params.yaml section of the model (``judge``, ``vae``, ``gan``).
         data: the prepared splits; ``splits``: those the training reads (the run's inputs).
-        checkpoint: where ``train`` writes its checkpoint; the final model is rebuilt from it
-            and logged to MLflow as ``part``, which proves the file alone rebuilds the model.
+        checkpoint: the model file; the final model is rebuilt from it and logged to MLflow as
+            ``part``, which proves the file alone rebuilds the model.
+        metrics: the metrics JSON (results only: what is volatile goes to ``runs/<stage>.json``).
         kind: the checkpoint's ``kind``.
         part: the network of the checkpoint to log (``judge``, ``vae``, ``generator``).
         build: that model's builder (``model_config`` -> untrained network).
-        train: the library training function, given a :class:`StageContext`.
+        train: the library training function, given a :class:`StageContext` whose
+            ``checkpoint``/``artifacts`` are where to write and whose ``resume`` to use.
+        artifacts: the stage's artifacts folder, if it has one.
+        inputs: files besides ``data`` that the result depends on (the GAN's init weights).
+        runs_dir: where the run record ``<stage>.json`` goes (:mod:`genduel.provenance`).
+
+    Outputs are staged (:mod:`genduel.workdir`) in a work directory keyed by the params, the
+    inputs and the code, and moved into place at the end: an error, a signal or a kill leaves
+    the previous outputs as they were and the work directory with the resume state, from which
+    a re-run with the same key continues (and continues the same MLflow run).
 
     In a torchrun worker every rank trains; rank 0 alone opens the MLflow run (param
-    ``world_size``), logs the model and writes ``metrics``. The global RNGs are seeded per rank
+    ``world_size``), logs the model and writes the outputs. The global RNGs are seeded per rank
     (:meth:`~genduel.runtime.World.seed`: rank 0 with the section's seed), so dropout masks
     differ between ranks; weights are rank 0's (DistributedDataParallel broadcasts them).
     """
@@ -257,32 +298,57 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
         raise ConfigError(f"params.yaml: {section}.batch_size = {cfg.batch_size} is the global "
                           f"batch and must divide by the {world.size} training processes")
     runtime.seed_everything(world.seed(cfg.seed))
+    key = resume_key(stage, params, section, [data, *inputs])
+    record = Path(runs_dir) / f"{stage}.json"
+    finals = [checkpoint, metrics, record,
+              *([artifacts] if artifacts is not None else [])]
     device = runtime.init_world(world, rt)
     try:
-        if not world.is_main:
-            return train(StageContext(params, device, rt.amp, runtime.NullTracker(), world))
-        return _train_tracked(stage, section, params, device, world, data=data, splits=splits,
-                              checkpoint=checkpoint, metrics=metrics, kind=kind, part=part,
-                              build=build, train=train)
+        with workdir.staged(stage, finals, key=key, keep_on_error=True,
+                            owner=world.is_main) as out:
+            resume = Resume(out.root / "resume" / "state.pt", rt.checkpoint_every_s, world)
+            ctx = StageContext(params, device, rt.amp, runtime.NullTracker(), world,
+                               out.path(checkpoint),
+                               None if artifacts is None else out.path(artifacts), resume)
+            if not world.is_main:
+                summary = train(ctx)
+            else:
+                summary = _train_tracked(stage, section, ctx, out, data=data, splits=splits,
+                                         metrics=metrics, record=record, kind=kind, part=part,
+                                         build=build, train=train)
+            resume.remove()
+        return summary
     finally:
         runtime.close_world(world)
 
 
-def _train_tracked(stage: str, section: str, params: dict[str, Any], device: torch.device,
-                   world: runtime.World, *, data: Path, splits: tuple[str, ...],
-                   checkpoint: Path, metrics: Path, kind: str, part: str,
+def _train_tracked(stage: str, section: str, ctx: StageContext, out: workdir.Staging, *,
+                   data: Path, splits: tuple[str, ...], metrics: Path, record: Path, kind: str,
+                   part: str,
                    build: Callable[[dict[str, Any]], torch.nn.Module],
                    train: Callable[[StageContext], dict[str, float]]) -> dict[str, float]:
-    """The body of :func:`run_training` on rank 0: the MLflow run around ``train``."""
-    cfg, rt = params[section], params["runtime"]
+    """The body of :func:`run_training` on rank 0: the MLflow run around ``train``, continuing
+    the interrupted run's when the work directory holds a resume state and its run id."""
+    params, world = ctx.params, ctx.world
+    cfg = params[section]
     logged = {**config.flat_params(params, "runtime", "data", section),
               **shared_params(section, cfg), "world_size": world.size}
-    with stage_run(stage, params["tracking"], logged) as tracker:
+    run_id_file = out.root / "mlflow_run_id"
+    previous = (run_id_file.read_text().strip() or None
+                if ctx.resume.path is not None and ctx.resume.path.exists()
+                and run_id_file.exists() else None)
+    with stage_run(stage, params["tracking"], logged, resume_run_id=previous) as tracker:
+        atomic_write(run_id_file, tracker.run_id.encode())
         tracker.log_inputs(dataset_refs(data, splits))
-        summary = train(StageContext(params, device, rt.amp, tracker, world))
+        summary = train(dataclasses.replace(ctx, tracker=tracker))
         steps = int(summary.get("steps", 0))
         tracker.log_metrics(summary, step=steps)  # the last epoch's point, where it has history
-        model = rebuild(load_checkpoint(checkpoint, kind), part, build)
+        model = rebuild(load_checkpoint(ctx.checkpoint, kind), part, build)
         tracker.log_model(model, part, model_example(model, part, data), step=steps)
-        write_json(metrics, {**summary, "mlflow_run_id": tracker.run_id})
+        results = {k: v for k, v in summary.items() if k not in VOLATILE}
+        write_json(out.path(metrics), results)
+        provenance.write_run_record(
+            stage, {**{k: v for k, v in summary.items() if k in VOLATILE},
+                    "mlflow_run_id": tracker.run_id, "resumed_from_step": ctx.resume.resumed_step},
+            runs_dir=out.path(record).parent)
     return summary

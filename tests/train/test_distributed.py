@@ -245,7 +245,7 @@ def test_a_stage_with_two_processes_relaunches_itself_under_torchrun(tmp_path) -
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["vae.pt"]
     assert torch.load(tmp_path / "models" / "vae.pt", weights_only=True)["step"] == 64 // 16
-    run_id = json.loads((tmp_path / "metrics.json").read_text())["mlflow_run_id"]
+    run_id = json.loads((tmp_path / "runs" / "train_vae.json").read_text())["mlflow_run_id"]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("ddp").experiment_id
     runs = client.search_runs([exp], "tags.`genduel.stage` = 'train_vae'")

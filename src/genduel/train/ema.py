@@ -58,3 +58,11 @@ class EMA:
                 avg.copy_(new)
             else:
                 avg.lerp_(new, 1.0 - decay)
+
+    def state_dict(self) -> dict:
+        """The averaged weights and the update count (what a resumed run needs)."""
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])

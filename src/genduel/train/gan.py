@@ -56,6 +56,7 @@ from genduel.runtime import ONE_PROCESS, World, autocast, data_parallel, eval_mo
 from genduel.tracking.base import CsvLog, Tracker
 from genduel.train import loop
 from genduel.train.ema import EMA
+from genduel.train.resume import Resume
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,13 @@ BN_BATCHES = 20
 STEP_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc", "gp")
 HISTORY_COLUMNS = ("step", "epoch", *STEP_KEYS)
 #: Per epoch: means of STEP_KEYS over all steps, and the std of the step losses (oscillation).
-EPOCH_COLUMNS = ("epoch", "step", *STEP_KEYS, "d_loss_std", "g_loss_std", "seconds")
+EPOCH_COLUMNS = ("epoch", "step", *STEP_KEYS, "d_loss_std", "g_loss_std")
+_FIX = ("training diverged: lower gan.lr_d and gan.lr_g in params.yaml (or set runtime.amp: "
+        "false); the last good state is kept")
 
 
 def _check_finite(name: str, loss: torch.Tensor, step: int) -> None:
-    loop.require_finite(loss, f"gan {name}", step, "training diverged: lower gan.lr_d and "
-                        "gan.lr_g in params.yaml (or set runtime.amp: false)")
+    loop.require_finite(loss, f"gan {name}", step, _FIX)
 
 
 def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: torch.Tensor,
@@ -243,7 +245,7 @@ def _optimizer(params: Iterator[torch.nn.Parameter], lr: float,
 def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
               tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path,
               init_state: dict[str, torch.Tensor] | None = None,
-              world: World = ONE_PROCESS) -> dict[str, float]:
+              world: World = ONE_PROCESS, resume: Resume | None = None) -> dict[str, float]:
     """Train a :class:`Generator`/:class:`Discriminator` pair for ``cfg.epochs`` epochs.
 
     Both nets are initialised from the global RNG forked and seeded with ``cfg.seed``. The
@@ -262,6 +264,8 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
             decoder's weights, see :mod:`genduel.train.gan_init`); None = random initialisation.
         world: this process's place in a data-parallel run (one call per rank, process group
             joined); rank 0 alone uses ``tracker`` and writes files.
+        resume: the run's :class:`~genduel.train.resume.Resume`: it continues from the saved
+            state when there is one, and saves its own.
 
     Returns:
         The last epoch's means of :data:`STEP_KEYS`, ``train_seconds`` (wall time of the whole
@@ -332,8 +336,9 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
                 diag_samples[key].append(value)
             _save_epoch_samples(diag_samples, artifacts_dir / "epoch_samples.pt")
         seconds = time.perf_counter() - epoch_start
-        tracker.log_metrics({**means, "epochs": epoch}, step=progress.step)  # summary names
-        epochs_csv.append({"epoch": epoch, "step": progress.step, **means, "seconds": seconds})
+        tracker.log_metrics({**means, "epochs": epoch, "epoch_seconds": seconds},
+                            step=progress.step)  # summary names
+        epochs_csv.append({"epoch": epoch, "step": progress.step, **means})
         generators = {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()}
         loop.save_state(Path(checkpoint_path), kind="gan", model_config=G.model_config(),
                         nets={"generator": sampler, "discriminator": D,
@@ -347,9 +352,16 @@ def train_gan(cfg: GANConfig, train: Split, *, device: torch.device, amp: bool,
                  "D acc %.2f, %.1f s", epoch, cfg.epochs, progress.step, means["d_loss"],
                  means["g_loss"], means["d_real"], means["d_fake"], means["d_acc"], seconds)
 
-    spec = loop.EpochSpec("gan", STEP_KEYS, cfg.log_every, {"d_loss": ".3f", "g_loss": ".3f"})
+    resume = resume or Resume(None)
+    resume.register(generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d, shuffle=shuffle_gen,
+                    noise=noise_gen, progress=progress, means=means, diag=diag_samples,
+                    **({"ema": ema} if ema is not None else {}))
+    resume.track_files(*(t.path for t in (history, epochs_csv) if t is not None))
+    resume.restore()
+    spec = loop.EpochSpec("gan", STEP_KEYS, cfg.log_every, {"d_loss": ".3f", "g_loss": ".3f"},
+                          bounds={"d_loss": cfg.max_loss, "g_loss": cfg.max_loss}, fix=_FIX)
     loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
-             on_epoch=on_epoch, world=world, device=device,
+             on_epoch=on_epoch, world=world, device=device, shuffle=shuffle_gen, resume=resume,
              make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
                                                    device=device, group=cfg.d_steps, world=world))
     for table in (history, epochs_csv):

@@ -37,6 +37,7 @@ from genduel.runtime import (
 )
 from genduel.tracking.base import Tracker
 from genduel.train import loop
+from genduel.train.resume import Resume
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 STEP_KEYS = ("loss", "acc")
 #: Batch size of :func:`evaluate_accuracy` in :func:`train_judge` (<= 250 is fastest on CPU).
 EVAL_BATCH = 250
+
+_FIX = ("lower judge.lr in params.yaml (or set runtime.amp: false) and check the images; the "
+        "last good state is kept")
 
 
 def judge_train_step(model: Judge | torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
@@ -68,8 +72,7 @@ def judge_train_step(model: Judge | torch.nn.Module, opt: torch.optim.Optimizer,
     with amp_ctx:
         logits = model(x).logits.float()  # (B, K)
     loss = F.cross_entropy(logits, y)  # log_softmax inside: stable
-    loop.require_finite(loss, "judge loss", step, "lower judge.lr in params.yaml (or set "
-                        "runtime.amp: false) and check the images")
+    loop.require_finite(loss, "judge loss", step, _FIX)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -103,7 +106,8 @@ def evaluate_accuracy(model: Judge, split: Split, batch_size: int,
 
 def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
                 device: torch.device, amp: bool, tracker: Tracker,
-                checkpoint_path: Path, world: World = ONE_PROCESS) -> dict[str, float]:
+                checkpoint_path: Path, world: World = ONE_PROCESS,
+                resume: Resume | None = None) -> dict[str, float]:
     """Train a :class:`Judge` for ``cfg.epochs`` epochs; checkpoint after every epoch.
 
     AdamW(lr, weight_decay) with a one-cycle schedule: the learning rate rises from lr/25 to
@@ -157,9 +161,15 @@ def train_judge(cfg: JudgeConfig, train: Split, val: Split, test: Split, *,
         log.info("judge epoch %d/%d: step %d, val acc %.4f, val nll %.4f, %.1f s", epoch,
                  cfg.epochs, progress.step, acc, nll, time.perf_counter() - epoch_start)
 
-    spec = loop.EpochSpec("judge", STEP_KEYS, cfg.log_every, {"loss": ".3f", "acc": ".3f"})
+    resume = resume or Resume(None)
+    resume.register(judge=model, optimizer=opt, scheduler=sched, shuffle=shuffle_gen,
+                    progress=progress, val_scores=val_scores)
+    resume.restore()
+    spec = loop.EpochSpec("judge", STEP_KEYS, cfg.log_every, {"loss": ".3f", "acc": ".3f"},
+                          bounds={"loss": cfg.max_loss}, fix=_FIX)
     loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
              on_epoch=on_epoch, on_step=[lambda _: sched.step()], world=world, device=device,
+             shuffle=shuffle_gen, resume=resume,
              make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
                                                    device=device, world=world))
     test_acc, test_nll = evaluate_accuracy(model, test, EVAL_BATCH, device)

@@ -29,7 +29,11 @@ Seams for later work: :class:`Progress` holds the loop's whole state and round-t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
+import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -37,12 +41,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from genduel import interrupts
 from genduel.checkpoint import save_checkpoint
 from genduel.data.splits import batches
 from genduel.errors import TrainingError
 from genduel.runtime import ONE_PROCESS, NullTracker, World, all_mean, rng_state
 from genduel.runtime import progress as progress_bar
 from genduel.tracking.base import Tracker
+from genduel.train.resume import Resume
 
 if TYPE_CHECKING:
     from genduel.data.splits import Split
@@ -91,19 +97,32 @@ def require_finite(value: torch.Tensor, what: str, step: int, fix: str) -> None:
 @dataclasses.dataclass
 class Progress:
     """The loop's own state: everything besides weights, optimizers and RNGs that a resumed
-    run needs to continue where the last checkpoint left off."""
+    run needs to continue where the last save left off, mid-epoch included."""
 
     step: int = 0  # optimizer steps (G steps for a GAN) taken so far
     epoch: int = 0  # epochs completed
     images: int = 0  # training images consumed by optimizer steps
     fit_seconds: float = 0.0  # wall time inside the epoch loops (no validation, no grids)
+    # The epoch in flight: steps done, the shuffle generator's state at its start (its data
+    # order), the per-step values so far and the open logging window.
+    epoch_step: int = 0
+    shuffle_state: torch.Tensor | None = None
+    values: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    window: dict[str, float] = dataclasses.field(default_factory=dict)
+    window_count: int = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for f in dataclasses.fields(self):
-            setattr(self, f.name, type(getattr(self, f.name))(state[f.name]))
+            setattr(self, f.name, state[f.name])
+
+    def start_epoch(self, keys: Sequence[str]) -> None:
+        """Empty per-epoch accumulators (a new epoch, not a resumed one)."""
+        self.epoch_step, self.window_count = 0, 0
+        self.values = {k: [] for k in keys}
+        self.window = dict.fromkeys(keys, 0.0)
 
     @property
     def images_per_s(self) -> float:
@@ -118,44 +137,66 @@ class EpochSpec:
     keys: tuple[str, ...]  # what the step function returns; window means of these are logged
     log_every: int  # steps per logged window
     postfix: Mapping[str, str]  # key -> format spec shown on the progress bar
+    # Divergence: |value| of these keys above the bound stops the run (TrainingError).
+    bounds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    fix: str = ""  # what the divergence error tells the user to do
+
+
+def check_bounds(spec: EpochSpec, stats: Mapping[str, float], step: int) -> None:
+    """Raise :class:`TrainingError` when a value is not finite or beyond its bound in
+    ``spec.bounds``: the run diverged."""
+    for key, bound in spec.bounds.items():
+        value = stats[key]
+        if not math.isfinite(value) or abs(value) > bound:
+            raise TrainingError(f"{spec.name} diverged: {key} = {value:.4g} at step {step} is "
+                                f"beyond the sane bound {bound:g} ({spec.name}.max_loss); "
+                                f"{spec.fix}")
 
 
 def run_epoch(spec: EpochSpec, epoch: int, steps: Iterator[Batch], total: int, step_fn: StepFn,
               progress: Progress, *, on_log: Callable[[int, int, dict[str, float]], None],
               on_step: Sequence[Callable[[int], None]] = (), world: World = ONE_PROCESS,
-              device: torch.device | str = "cpu") -> dict[str, list[float]]:
-    """One pass: ``step_fn`` on every batch, then the ``on_step`` hooks; every
-    ``spec.log_every`` global steps ``on_log(epoch, step, means)`` with the means over the window of
-    steps since the last call.
+              device: torch.device | str = "cpu", resume: Resume | None = None
+              ) -> dict[str, list[float]]:
+    """One pass (or the rest of one, after ``progress.epoch_step`` steps done before a resume):
+    ``step_fn`` on every batch, then the ``on_step`` hooks; every ``spec.log_every`` global
+    steps ``on_log(epoch, step, means)`` with the means over the window of steps since the last
+    call; after every step the divergence bounds and ``resume.after_step``.
 
     In a distributed ``world`` each step's statistics are averaged over the ranks (one
     all-reduce of a few float64 scalars on ``device``): with equal shards, the global batch
     means. ``progress.images`` counts the images of all ranks.
 
     Returns:
-        The per-step values of every key in ``spec.keys``, in step order.
+        The per-step values of every key in ``spec.keys``, in step order, the whole epoch's.
     """
-    values: dict[str, list[float]] = {k: [] for k in spec.keys}
-    window, count = dict.fromkeys(spec.keys, 0.0), 0
-    bar = progress_bar(desc=f"{spec.name} epoch {epoch}", total=total, unit="step")
+    p = progress
+    if set(p.values) != set(spec.keys):  # a fresh Progress, not one fit() set up or restored
+        p.start_epoch(spec.keys)
+    bar = progress_bar(desc=f"{spec.name} epoch {epoch}", total=total, unit="step",
+                       initial=p.epoch_step)
     for batch in steps:
-        progress.step += 1
-        progress.images += sum(x.shape[0] for x, _ in batch) * world.size
-        stats = all_mean(step_fn(batch, progress.step), world, device)
+        p.step += 1
+        p.images += sum(x.shape[0] for x, _ in batch) * world.size
+        stats = all_mean(step_fn(batch, p.step), world, device)
+        check_bounds(spec, stats, p.step)
         for hook in on_step:
-            hook(progress.step)
+            hook(p.step)
         for k in spec.keys:
-            values[k].append(stats[k])
-        window = {k: window[k] + stats[k] for k in spec.keys}
-        count += 1
+            p.values[k].append(stats[k])
+            p.window[k] += stats[k]
+        p.window_count += 1
+        p.epoch_step += 1
         bar.update(1)
-        if progress.step % spec.log_every == 0:
-            means = {k: v / count for k, v in window.items()}  # mean over the logging window
-            on_log(epoch, progress.step, means)
+        if p.step % spec.log_every == 0:
+            means = {k: v / p.window_count for k, v in p.window.items()}  # the window's mean
+            on_log(epoch, p.step, means)
             bar.set_postfix({k: format(means[k], f) for k, f in spec.postfix.items()})
-            window, count = dict.fromkeys(spec.keys, 0.0), 0
+            p.window, p.window_count = dict.fromkeys(spec.keys, 0.0), 0
+        if resume is not None:
+            resume.after_step(p.step)
     bar.close()
-    return values
+    return p.values
 
 
 def fit(spec: EpochSpec, epochs: int, progress: Progress, *,
@@ -163,17 +204,37 @@ def fit(spec: EpochSpec, epochs: int, progress: Progress, *,
         on_log: Callable[[int, int, dict[str, float]], None],
         on_epoch: Callable[[int, dict[str, list[float]], float], None],
         on_step: Sequence[Callable[[int], None]] = (), world: World = ONE_PROCESS,
-        device: torch.device | str = "cpu") -> None:
+        device: torch.device | str = "cpu", shuffle: torch.Generator | None = None,
+        resume: Resume | None = None) -> None:
     """Epochs ``progress.epoch + 1 .. epochs``: :func:`run_epoch` over ``make_steps()``, then
-    ``on_epoch(epoch, per-step values, epoch start time)`` (validation, grids, checkpoint).
-    ``progress.fit_seconds`` counts the step loops alone."""
-    for epoch in range(progress.epoch + 1, epochs + 1):
-        start = time.perf_counter()
-        values = run_epoch(spec, epoch, make_steps(), total, step_fn, progress, on_log=on_log,
-                           on_step=on_step, world=world, device=device)
-        progress.fit_seconds += time.perf_counter() - start
-        progress.epoch = epoch
-        on_epoch(epoch, values, start)
+    ``on_epoch(epoch, per-step values, epoch start time)`` (validation, grids, checkpoint), then
+    a save of the resume state. ``progress.fit_seconds`` counts the step loops alone.
+
+    Resuming (``resume`` restored ``progress`` mid-epoch): ``shuffle`` (the generator
+    ``make_steps`` draws its permutation from) is set back to its state at the epoch's start
+    and the steps already done are skipped, so the data order is the uninterrupted run's. Within
+    the block, a first SIGINT/SIGTERM waits for the step in flight (one process).
+    """
+    guard = interrupts.deferred() if resume is not None and resume.enabled \
+        and not world.distributed else contextlib.nullcontext()
+    with guard:
+        for epoch in range(progress.epoch + 1, epochs + 1):
+            if progress.epoch_step and progress.shuffle_state is not None and shuffle is not None:
+                shuffle.set_state(progress.shuffle_state)  # the resumed epoch's data order
+            else:
+                progress.start_epoch(spec.keys)
+                progress.shuffle_state = None if shuffle is None else shuffle.get_state()
+            start = time.perf_counter()
+            steps = itertools.islice(make_steps(), progress.epoch_step, None)
+            values = run_epoch(spec, epoch, steps, total, step_fn, progress, on_log=on_log,
+                               on_step=on_step, world=world, device=device, resume=resume)
+            progress.fit_seconds += time.perf_counter() - start
+            progress.epoch = epoch
+            on_epoch(epoch, values, start)
+            progress.start_epoch(spec.keys)
+            if resume is not None:
+                resume.save(progress.step)
+                interrupts.raise_pending()  # a signal during on_epoch: saved just now
 
 
 def epoch_means(values: Mapping[str, Sequence[float]]) -> dict[str, float]:
@@ -204,9 +265,21 @@ def save_state(path: Path, *, kind: str, model_config: Mapping[str, Any],
     save_checkpoint(path, {
         "kind": kind, "model_config": model_config,
         "state_dicts": {k: m.state_dict() for k, m in nets.items()},
-        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "optimizers": {k: _sorted(o.state_dict()) for k, o in optimizers.items()},
         "step": progress.step, "epoch": epoch, "rng": rng_state(), "extra": dict(extra),
     })
+
+
+def _sorted(value: Any) -> Any:
+    """``value`` with every dict's keys sorted and interned: an optimizer's state dict lists its
+    keys in the order they were set, and after a resume they are new string objects that pickle
+    does not share; either would change the checkpoint's bytes, not its content."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: _sorted(value[k])
+                for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def rank_tracker(tracker: Tracker, world: World) -> Tracker:

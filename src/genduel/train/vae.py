@@ -44,15 +44,16 @@ from genduel.runtime import (
 )
 from genduel.tracking.base import CsvLog, Tracker
 from genduel.train import loop
+from genduel.train.resume import Resume
 
 log = logging.getLogger(__name__)
 
 #: Keys returned by :func:`vae_train_step`, logged as ``train/<key>``.
 STEP_KEYS = ("loss", "elbo_nats", "recon_nats", "kl_nats", "bits_per_dim")
 HISTORY_COLUMNS = ("step", "epoch", *STEP_KEYS)
-EPOCH_COLUMNS = ("epoch", "step", "val_elbo_nats", "val_bits_per_dim", "seconds")
+EPOCH_COLUMNS = ("epoch", "step", "val_elbo_nats", "val_bits_per_dim")
 _FIX = ("lower vae.lr (or vae.beta) in params.yaml, set runtime.amp: false, and check that the "
-        "images are finite and in [-1, 1]")
+        "images are finite and in [-1, 1]; the last good state is kept")
 
 
 class ELBOModule(torch.nn.Module):
@@ -179,7 +180,7 @@ def _write_grids(model: VAE, val: Split, z_grid: torch.Tensor, out_dir: Path, ep
 
 def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device, amp: bool,
               tracker: Tracker, checkpoint_path: Path, artifacts_dir: Path,
-              world: World = ONE_PROCESS) -> dict[str, float]:
+              world: World = ONE_PROCESS, resume: Resume | None = None) -> dict[str, float]:
     """Train a :class:`VAE` for ``cfg.epochs`` epochs; checkpoint and grids after every epoch.
 
     Writes ``checkpoint_path`` and, under ``artifacts_dir``: ``history.csv`` (one row per logged
@@ -192,7 +193,8 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
     in the checkpoint and change ``models/vae.pt``.
 
     In a distributed ``world`` (one call per rank, process group joined) rank 0 writes every
-    file and is the only one to use ``tracker``.
+    file and is the only one to use ``tracker``. ``resume`` (:class:`~genduel.train.resume.
+    Resume`): the run continues from its saved state when there is one, and saves its own.
 
     Returns:
         ``val_elbo_nats`` and ``val_bits_per_dim`` after the last epoch, ``train_seconds`` (wall
@@ -238,10 +240,11 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
         val_elbo = validation_elbo_nats(model, val, cfg, device=device, amp=amp)
         last.update(val_elbo_nats=val_elbo, val_bits_per_dim=bits_per_dim(val_elbo, dims))
         seconds = time.perf_counter() - epoch_start
-        tracker.log_metrics({**last, "epochs": epoch}, step=progress.step)
+        tracker.log_metrics({**last, "epochs": epoch, "epoch_seconds": seconds},
+                            step=progress.step)
         if epochs_csv is None:  # not rank 0: nothing to write
             return
-        epochs_csv.append({"epoch": epoch, "step": progress.step, **last, "seconds": seconds})
+        epochs_csv.append({"epoch": epoch, "step": progress.step, **last})
         for path in _write_grids(model, val, z_grid, artifacts_dir, epoch, cfg.grid_images):
             tracker.log_artifact(path, "grids")
         generators = {"shuffle": shuffle_gen.get_state(), "noise": noise_gen.get_state()}
@@ -252,10 +255,16 @@ def train_vae(cfg: VAEConfig, train: Split, val: Split, *, device: torch.device,
         log.info("vae epoch %d/%d: step %d, val ELBO %.2f nats (%.4f bits/dim), %.1f s",
                  epoch, cfg.epochs, progress.step, val_elbo, last["val_bits_per_dim"], seconds)
 
-    spec = loop.EpochSpec("vae", STEP_KEYS, cfg.log_every, {"elbo_nats": ".1f"})
+    resume = resume or Resume(None)
+    resume.register(vae=model, optimizer=optimizer, scheduler=scheduler, shuffle=shuffle_gen,
+                    noise=noise_gen, progress=progress, last=last)
+    resume.track_files(*(t.path for t in (history, epochs_csv) if t is not None))
+    resume.restore()
+    spec = loop.EpochSpec("vae", STEP_KEYS, cfg.log_every, {"elbo_nats": ".1f"},
+                          bounds={"loss": cfg.max_loss}, fix=_FIX)
     loop.fit(spec, cfg.epochs, progress, total=total, step_fn=step, on_log=on_log,
              on_epoch=on_epoch, on_step=[lambda _: scheduler.step()], world=world,
-             device=device,
+             device=device, shuffle=shuffle_gen, resume=resume,
              make_steps=lambda: loop.epoch_batches(train, cfg.batch_size, generator=shuffle_gen,
                                                    device=device, world=world))
     for table in (history, epochs_csv):
