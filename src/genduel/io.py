@@ -25,9 +25,9 @@ from typing import Any
 
 from genduel.errors import DataError
 
-#: What torch's archive writer says when the disk fills up under it (it raises RuntimeError).
 #: The last 12 bytes of every whole PNG file: its IEND chunk (length 0, type, CRC).
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+#: What torch's archive writer says when the disk fills up under it (it raises RuntimeError).
 _TORCH_DISK_FULL = ("unexpected pos", "file write failed", "No space left on device")
 
 
