@@ -84,7 +84,8 @@ def judged(postgres, tmp_path_factory) -> dict:
                                         "tracking": {"uri": url, "experiment": "team"}})
         E2E.run(["dvc", "repro", "judge"], repo, env)
         yield {"url": url, "db": db, "repo": repo,
-               "metrics": json.loads((repo / "metrics/judge.json").read_text())}
+               "metrics": json.loads((repo / "metrics/judge.json").read_text()),
+               "record": json.loads((repo / "runs/judge.json").read_text())}
 
 
 def test_postgres_server_holds_the_runs_and_the_loadable_model(judged):
@@ -99,9 +100,8 @@ def test_postgres_server_holds_the_runs_and_the_loadable_model(judged):
     judge = runs["judge"]
     assert judge.info.status == "FINISHED" and judge.data.params["judge.epochs"] == "1"
     for key, value in judged["metrics"].items():
-        if key != "mlflow_run_id":
-            assert judge.data.metrics[key] == pytest.approx(value, nan_ok=True), key
-    assert judged["metrics"]["mlflow_run_id"] == judge.info.run_id
+        assert judge.data.metrics[key] == pytest.approx(value, nan_ok=True), key
+    assert judged["record"]["mlflow_run_id"] == judge.info.run_id  # the run record
     mlflow.set_tracking_uri(judged["url"])
     model = mlflow.pytorch.load_model(f"runs:/{judge.info.run_id}/judge").eval()
     with torch.no_grad():
