@@ -39,6 +39,7 @@ from genduel.tracking.base import RecordingTracker
 from genduel.train import loop
 from genduel.train.gan import STEP_KEYS, train_gan
 from genduel.train.judge import judge_train_step, train_judge
+from genduel.train.resume import Resume
 from genduel.train.vae import train_vae
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,6 +111,35 @@ def _train(world: World, out: Path) -> None:
     torch.save(weights, out / f"judge_rank{world.rank}.pt")
 
 
+def _resume(world: World, out: Path) -> None:
+    """The worker of :func:`test_two_processes_resume_from_their_epoch_states`: a 2-epoch VAE
+    run whole, and one that crashes on every rank after its first epoch's save, then resumes."""
+    cfg = dataclasses.replace(VAE_CFG, epochs=2)
+
+    def vae(name: str, resume: Resume) -> dict[str, float]:
+        torch.manual_seed(world.seed(cfg.seed))  # as the stage seeds each rank
+        return train_vae(cfg, _split(64, 1), _split(16, 2), device=torch.device("cpu"),
+                         amp=False, tracker=RecordingTracker(), world=world, resume=resume,
+                         checkpoint_path=out / name / "vae.pt", artifacts_dir=out / name)
+
+    vae("whole", Resume(out / "whole-state.pt", world=world))
+    crash = Resume(out / "cut-state.pt", world=world)
+    save = crash.save
+
+    def save_then_crash(step: int) -> None:
+        save(step)
+        raise RuntimeError("planted crash after the first epoch")
+
+    crash.save = save_then_crash
+    try:
+        vae("cut", crash)
+    except RuntimeError:
+        pass
+    resumed = Resume(out / "cut-state.pt", world=world)
+    vae("cut", resumed)
+    (out / f"resumed{world.rank}.json").write_text(json.dumps(resumed.resumed_step))
+
+
 def _worker(mode: str, out: Path) -> int:
     world = runtime.world_from_env(os.environ)
 
@@ -118,6 +148,8 @@ def _worker(mode: str, out: Path) -> int:
         try:
             if mode == "train":
                 _train(world, out)
+            elif mode == "resume":
+                _resume(world, out)
             elif world.rank == 1:
                 raise DataError("a planted failure on rank 1")
             else:
@@ -256,3 +288,15 @@ def test_a_stage_with_two_processes_relaunches_itself_under_torchrun(tmp_path) -
 
 if __name__ == "__main__":
     sys.exit(_worker(sys.argv[1], Path(sys.argv[2])))
+
+
+def test_two_processes_resume_from_their_epoch_states(tmp_path) -> None:
+    """Each rank saves its own state at an epoch's end; after a crash both resume from it and
+    the run ends as the uninterrupted one did (rank 0's checkpoint and CSVs, bit for bit)."""
+    stage.launch("resume", RT, __file__, ["resume", str(tmp_path)])
+    assert [json.loads((tmp_path / f"resumed{r}.json").read_text()) for r in range(2)] == [4, 4]
+    assert sorted(p.name for p in tmp_path.glob("*-state-rank*.pt")) == [
+        "cut-state-rank0.pt", "cut-state-rank1.pt", "whole-state-rank0.pt", "whole-state-rank1.pt"]
+    for name in ("{}/vae.pt", "{}/history.csv", "{}/epochs.csv"):
+        cut, whole = (tmp_path / name.format(n) for n in ("cut", "whole"))
+        assert cut.read_bytes() == whole.read_bytes(), name
