@@ -10,7 +10,7 @@ from pathlib import Path
 from genduel import config
 from genduel.stage import run_stage
 from genduel.tracking.mlflow_store import stage_run
-from genduel.train.gan_init import make_init, write_init
+from genduel.train.gan_init import make_init, save_init
 from genduel.workdir import staged
 
 log = logging.getLogger("genduel.gan_init")
@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         params = config.load_all()
         cfg = params["gan"]
         logged = {k: v for k, v in config.flatten("gan", cfg).items() if k in LOGGED}
-        make_init(cfg, args.vae)  # reads and checks the VAE checkpoint before anything opens
+        content = make_init(cfg, args.vae)  # reads and checks the VAE before anything opens
         with (stage_run("gan_init", params["tracking"], logged) as tracker,
               staged("gan_init", [args.out]) as staging):
-            content = write_init(cfg, args.vae, staging.path(args.out))
+            save_init(content, staging.path(args.out))
             tracker.log_metrics({"init_from_vae": float(content["init_from_vae"])})
         source = f"the VAE decoder ({args.vae})" if content["init_from_vae"] else "random init"
         log.info("generator starts from %s", source)

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def _hash_path(h: Any, path: Path, pattern: str = "*") -> None:
 def stage_key(stage: str, params: Mapping[str, Any], inputs: Iterable[str | Path]) -> str:
     """A hex key of everything a stage's result depends on: its name, its params (any JSON-able
     mapping), the bytes of its ``inputs`` (files or folders: data, upstream models) and of the
-    code it runs (the ``genduel`` package). Missing inputs count as absent, not as an error."""
+    code it runs (:func:`_loaded_code`). Missing inputs count as absent, not as an error."""
     h = hashlib.sha256(usedforsecurity=False)
     h.update(json.dumps({"stage": stage, "params": params}, sort_keys=True,
                         default=str).encode())
@@ -64,8 +65,20 @@ def stage_key(stage: str, params: Mapping[str, Any], inputs: Iterable[str | Path
         h.update(b"\1" + str(path).encode() + b"\0")
         if path.exists():
             _hash_path(h, path)
-    _hash_path(h, Path(__file__).resolve().parent, "*.py")  # the code (not its __pycache__)
+    for path in _loaded_code():
+        h.update(b"\2" + path.name.encode() + b"\0")
+        _hash_path(h, path)
     return h.hexdigest()[:16]
+
+
+def _loaded_code() -> list[Path]:
+    """The stage's code: the source files of the ``genduel`` modules this process has imported
+    and its main script. Like the stage's DVC deps, so an edit to code the stage does not run
+    (the report, say) leaves the key, and an interrupted training's state, valid."""
+    files = {Path(m.__file__) for name, m in list(sys.modules.items())
+             if (name == "genduel" or name.startswith("genduel.") or name == "__main__")
+             and getattr(m, "__file__", None) and str(m.__file__).endswith(".py")}
+    return sorted(files, key=lambda p: (p.name, str(p)))
 
 
 def _remove(path: Path) -> None:

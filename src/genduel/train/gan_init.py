@@ -68,12 +68,17 @@ def make_init(cfg: GANConfig, vae_checkpoint: Path) -> dict[str, Any]:
             "vae_epoch": int(ckpt.get("epoch", 0))}
 
 
-def write_init(cfg: GANConfig, vae_checkpoint: Path, out: Path) -> dict[str, Any]:
-    """Write :func:`make_init` to ``out`` atomically; the bytes depend only on the content."""
-    content = make_init(cfg, vae_checkpoint)
+def save_init(content: dict[str, Any], out: Path) -> None:
+    """Write a :func:`make_init` content to ``out`` atomically; the bytes depend only on it."""
     buf = io.BytesIO()
     torch.save(content, buf)
     atomic_write(Path(out), buf.getvalue())
+
+
+def write_init(cfg: GANConfig, vae_checkpoint: Path, out: Path) -> dict[str, Any]:
+    """:func:`make_init`, saved to ``out`` (:func:`save_init`); returns the content."""
+    content = make_init(cfg, vae_checkpoint)
+    save_init(content, out)
     return content
 
 
