@@ -56,3 +56,20 @@ def test_staged_outputs_are_published_on_success_and_never_on_error(tmp_path, mo
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["new.txt"]
     assert (tmp_path / "m.json").read_text() == "new"
     assert not (tmp_path / ".genduel" / "work" / "s").exists()
+
+
+def test_a_failed_training_keeps_its_work_dir_only_when_it_saved_a_state(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / ".genduel" / "work" / "t-k"
+    with pytest.raises(RuntimeError), workdir.staged("t", ["m.pt"], key="k",
+                                                     keep_on_error=True) as st:
+        st.path("m.pt").write_bytes(b"partial")
+        raise RuntimeError("before the first save")
+    assert not root.exists()
+    with pytest.raises(RuntimeError), workdir.staged("t", ["m.pt"], key="k",
+                                                     keep_on_error=True) as st:
+        (st.root / "resume").mkdir(parents=True)
+        (st.root / "resume" / "state.pt").write_bytes(b"state")
+        raise RuntimeError("after a save")
+    assert (root / "resume" / "state.pt").read_bytes() == b"state"
+    assert not (tmp_path / "m.pt").exists()

@@ -145,7 +145,9 @@ def staged(stage: str, finals: Sequence[str | Path], *, key: str = "",
     without an exception, then removed.
 
     On an exception nothing moves: the final paths keep what they held. The work directory is
-    removed too unless ``keep_on_error`` (a training stage keeps it: it holds the resume state).
+    removed too, unless ``keep_on_error`` and its ``resume/`` folder holds a saved state (a
+    training stage's: :mod:`genduel.train.resume`); a failure before the first save leaves
+    nothing behind.
     Only the ``owner`` (rank 0 of a data-parallel run) publishes and removes anything; the other
     ranks share its work directory for their resume states.
     """
@@ -159,7 +161,8 @@ def staged(stage: str, finals: Sequence[str | Path], *, key: str = "",
     try:
         yield staging
     except BaseException:
-        if not keep_on_error:
+        resume = root / "resume"
+        if not (keep_on_error and resume.is_dir() and any(resume.glob("*.pt"))):
             _remove(root)
         raise
     staging.publish()
