@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     parser.add_argument("--judge", type=Path, default=Path("models/judge.pt"))
     parser.add_argument("--vae", type=Path, default=Path("models/vae.pt"))
+    parser.add_argument("--vae-prior", type=Path, default=Path("models/vae_prior.pt"))
     parser.add_argument("--gan", type=Path, default=Path("models/gan.pt"))
     parser.add_argument("--gan-artifacts", type=Path, default=Path("artifacts/train_gan"))
     parser.add_argument("--out", type=Path, default=Path("eval"))

@@ -46,7 +46,8 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("prepare", "judge", "train_vae", "gan_init", "train_gan", "evaluate", "report")
+STAGES = ("prepare", "judge", "train_vae", "fit_prior", "gan_init", "train_gan", "evaluate",
+          "report")
 #: test_e2e's tiny budget, smaller still where the numbers do not matter here.
 SMALLER_EVAL = {"parzen_samples": 200, "parzen_val_images": 100, "parzen_test_images": 100,
                 "probe_train_images": 200, "memorization_samples": 200}

@@ -20,11 +20,12 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["prepare", "judge", "train_vae", "gan_init", "train_gan", "evaluate", "report"]
+STAGES = ["prepare", "judge", "train_vae", "fit_prior", "gan_init", "train_gan", "evaluate",
+          "report"]
 OVERRIDES = {
     "data": {"val_size": 100, "verify_checksums": False, "allow_download": False},
     "judge": {"epochs": 1}, "vae": {"epochs": 1, "log_every": 2},
-    "gan": {"epochs": 1, "log_every": 2},
+    "gan": {"epochs": 1, "log_every": 2}, "prior": {"components": [1, 3]},
     "eval": {"num_samples": 200, "draws": 2, "batch_size": 100, "kid_subsets": 10,
              "kid_subset_size": 50, "iwae_k": [1, 5], "likelihood_images": 40, "is_splits": 2},
     "tracking": {"experiment": "e2e"},
@@ -90,7 +91,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_metrics_files_hold_finite_values(repo):
     path, _ = repo
-    for name in ("vae", "gan", "real"):
+    for name in ("vae", "vae_prior", "gan", "real"):
         values = json.loads((path / "metrics" / f"eval_{name}.json").read_text())
         for key in ("fid", "inception_score", "kid", "precision", "recall"):
             assert math.isfinite(values[key]), (name, key)
@@ -101,6 +102,13 @@ def test_metrics_files_hold_finite_values(repo):
     vae = json.loads((path / "metrics" / "eval_vae.json").read_text())
     assert vae["elbo_nats"] <= vae["iwae_k5_nats"] + 1.0  # bounds tighten with k (MC noise)
     assert math.isclose(vae["bits_per_dim"], -vae["elbo_nats"] / (28 * 28 * math.log(2)))
+    two_stage = json.loads((path / "metrics" / "eval_vae_prior.json").read_text())
+    # the same decoder and reconstruction term, another prior: only the KL differs
+    assert two_stage["recon_log_px_z_nats"] == vae["recon_log_px_z_nats"]
+    assert math.isfinite(two_stage["iwae_k5_nats"]) and two_stage["latent_nn_ratio"] > 0
+    fit = json.loads((path / "metrics" / "fit_prior.json").read_text())
+    assert fit["components"] in (1, 3) and fit["val_ll_nats"] == max(
+        fit["val_ll_nats_k1"], fit["val_ll_nats_k3"])  # K chosen on the validation latents
     judge = json.loads((path / "metrics" / "judge.json").read_text())
     assert judge["test_accuracy"] > 0.5  # the bands are easy to tell apart
     for f in ("features_vae.npz", "features_gan.npz", "features_real.npz"):
@@ -110,9 +118,10 @@ def test_metrics_files_hold_finite_values(repo):
 def test_report_has_the_table_and_the_pictures(repo):
     path, _ = repo
     text = (path / "reports" / "report.md").read_text()
-    assert "| Metric | Better | VAE | GAN |" in text
-    assert "no likelihood" in text
-    for fig in ("vae.png", "gan.png", "real.png", "vae_curves.png", "gan_curves.png"):
+    assert "| Metric | Better | VAE, z ~ N(0, I) | VAE, z ~ GMM fitted to q(z) | GAN |" in text
+    assert "no likelihood" in text and "## Why the prior matters" in text
+    for fig in ("vae.png", "vae_prior.png", "gan.png", "real.png", "vae_curves.png",
+                "gan_curves.png", "prior_gap.png"):
         assert f"figures/{fig}" in text and (path / "reports" / "figures" / fig).stat().st_size
     assert "GAN training diagnostics" in text and "Latent space" in text
     studies = json.loads((path / "eval" / "studies" / "index.json").read_text())["figures"]
@@ -173,7 +182,10 @@ def test_vae_change_reaches_train_gan_only_through_init_from_vae(repo):
     path, env = repo
     _set(path, "vae", lr=0.002, decoder_components=1)  # init_from_vae needs one logistic
     out = run(["dvc", "repro"], path, env).stdout
-    assert _ran(out) == ["train_vae", "gan_init", "evaluate", "report"]  # not train_gan
+    # not train_gan
+    assert _ran(out) == ["train_vae", "fit_prior", "gan_init", "evaluate", "report"]
+    _set(path, "prior", components=[1, 2])  # the prior is its own stage: the VAE stays
+    assert _ran(run(["dvc", "repro"], path, env).stdout) == ["fit_prior", "evaluate", "report"]
     params = yaml.safe_load((path / "params.yaml").read_text())
     _set(path, "gan", init_from_vae=True, latent_dim=params["vae"]["latent_dim"],
          width=params["vae"]["width"])

@@ -4,6 +4,7 @@
 
     genduel sample models/gan.pt -n 10000 --out samples/gan    # 000000.png ... 009999.png
     genduel sample models/vae.pt -n 64 --grid vae.png --image mean
+    genduel sample models/vae_prior.pt -n 64 --grid vae_prior.png  # z from the fitted prior
     genduel export-real --split test --out samples/real        # the test images, same format
     genduel report --open
 

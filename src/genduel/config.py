@@ -150,6 +150,34 @@ class GANConfig:
     seed: int = _f(3, min=0)
 
 
+#: The fitted latent priors ``prior.kind`` may name (:mod:`genduel.models.prior`).
+PRIOR_KINDS = ("gmm",)
+#: What the prior is fitted to (``prior.fit_on``): one latent per training image.
+PRIOR_FIT_ON = ("mean", "sample")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The VAE's second stage: a density fitted to its aggregate posterior q(z) = E_x q(z | x)
+    (ex-post density estimation, Ghosh et al. 2020; two-stage VAE, Dai & Wipf 2019)."""
+
+    kind: str = _f("gmm", choices=PRIOR_KINDS, help="gmm: a full-covariance Gaussian mixture")
+    components: list = _f([25, 50], help="candidate numbers of mixture components; the one "
+                          "whose fit gives the validation latents the highest log-likelihood "
+                          "is kept")
+    fit_on: str = _f("mean", choices=PRIOR_FIT_ON, help="mean: the posterior means mu(x); "
+                     "sample: one draw z ~ q(z | x) per image")
+    temperature: float = _f(1.4, gt=0.0, help="every component's covariance is scaled by "
+                            "temperature^2 after the fit: > 1 draws more diverse latents; the "
+                            "bounds are those of the scaled density")
+    train_images: int = _f(20000, min=0, help="the first training images, whose latents are "
+                           "fitted; 0 = all")
+    max_iter: int = _f(100, min=1, help="EM iterations at most per fit")
+    reg_covar: float = _f(1e-4, gt=0.0, help="added to each covariance's diagonal: keeps a "
+                          "component from collapsing onto a few latents")
+    seed: int = _f(5, min=0)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """The evaluate stage: sample counts, seeds and likelihood bounds."""
@@ -205,6 +233,7 @@ SECTIONS: dict[str, type] = {
     "judge": JudgeConfig,
     "vae": VAEConfig,
     "gan": GANConfig,
+    "prior": PriorConfig,
     "eval": EvalConfig,
     "report": ReportConfig,
     "tracking": TrackingConfig,
@@ -290,6 +319,11 @@ def _check_cross_field(section: str, cfg: Any) -> None:
         if cfg.nnodes > 1 and not cfg.rdzv_endpoint:
             raise ConfigError(f"params.yaml: runtime.nnodes = {cfg.nnodes} needs "
                               "runtime.rdzv_endpoint (host:port of node 0, the same on every node)")
+    if isinstance(cfg, PriorConfig):
+        ks = cfg.components
+        if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
+            raise ConfigError(f"params.yaml: prior.components = {ks!r} must be a non-empty list "
+                              "of integers >= 1")
     if isinstance(cfg, EvalConfig):
         ks = cfg.iwae_k
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):

@@ -11,7 +11,8 @@ import torch
 from genduel.config import EvalConfig, VAEConfig, validate
 from genduel.data.splits import Split
 from genduel.errors import ConfigError
-from genduel.evaluate.likelihood import likelihood_bounds, parzen_row
+from genduel.evaluate.likelihood import likelihood_bounds, parzen_row, two_stage_bounds
+from genduel.models.prior import GMMPrior
 from genduel.models.vae import VAE
 
 
@@ -70,3 +71,24 @@ def test_a_bad_parzen_grid_is_refused_before_any_sampling():
         with pytest.raises(ConfigError, match="eval.parzen_sigmas"):
             validate("eval", EvalConfig, {"parzen_sigmas": bad})
     validate("eval", EvalConfig, {"parzen_sigmas": [0.1, 1]})
+
+
+def test_two_stage_bounds_with_a_standard_normal_mixture_are_the_standard_bounds():
+    """A one-component mixture at N(0, I) is the VAE's own prior: its IWAE bounds come from the
+    same draws and equal the standard ones; its ELBO (Monte Carlo KL) matches the closed form
+    up to Monte Carlo noise; the standard row is exactly likelihood_bounds'."""
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(latent_dim=2, width=4), (1, 8, 8))
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    test = Split(images, torch.zeros(16, dtype=torch.int64), ["a"])
+    cfg = EvalConfig(iwae_k=[1, 20], batch_size=8, likelihood_images=0)
+    gmm = GMMPrior(torch.ones(1), torch.zeros(1, 2), torch.eye(2)[None])
+    standard, two_stage = two_stage_bounds(vae, gmm, test, cfg, torch.device("cpu"))
+    assert standard == likelihood_bounds(vae, test, cfg, torch.device("cpu"))
+    for k in cfg.iwae_k:
+        assert two_stage[f"iwae_k{k}_nats"] == pytest.approx(standard[f"iwae_k{k}_nats"],
+                                                             rel=1e-6)
+    assert two_stage["recon_log_px_z_nats"] == standard["recon_log_px_z_nats"]
+    assert two_stage["kl_nats"] == pytest.approx(standard["kl_nats"], rel=0.1, abs=0.05)
+    assert two_stage["elbo_nats"] == pytest.approx(
+        two_stage["recon_log_px_z_nats"] - two_stage["kl_nats"], rel=1e-9)

@@ -61,10 +61,12 @@ def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
     """The files the report reads, tiny, loaded; with ``extras`` also the optional eval outputs."""
     data, ev, art, metrics = root / "data", root / "eval", root / "artifacts", root / "metrics"
     for seed, path in enumerate((data / "real_grid.png", ev / "samples_vae.png",
-                                 ev / "samples_gan.png", ev / "reconstructions_vae.png")):
+                                 ev / "samples_vae_prior.png", ev / "samples_gan.png",
+                                 ev / "reconstructions_vae.png")):
         png(path, 8, 8, seed)
+    png(ev / "prior_gap.png")
     logits = np.eye(10)[np.arange(50) % 10]
-    for name in ("vae", "gan"):
+    for name in ("vae", "vae_prior", "gan"):
         np.savez(ev / f"features_{name}.npz", logits=logits)
     np.savez(ev / "features_real.npz", test_logits=logits)
     (art / "train_vae").mkdir(parents=True)
@@ -82,7 +84,7 @@ def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
         diagnostics.write_table(_diag_rows("wgan_gp"), ev / "gan_diagnostics.csv")
         png(ev / "studies" / "interp_vae.png", 8, 12)
         png(ev / "studies" / "class_grid_vae.png", 10, 10)  # the conditional VAE's
-        for name in ("vae", "gan"):
+        for name in ("vae", "vae_prior", "gan"):
             png(ev / f"memorization_{name}.png")
         (ev / "studies" / "index.json").write_text(json.dumps({"figures": [
             {"file": "class_grid_vae.png", "title": "VAE samples, one row per class",
@@ -100,7 +102,16 @@ def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
                                "recall_std": 0.01, "classes_well_covered": 10.0})
         ev_json["gan"].update({"precision": 0.52, "precision_std": 0.04, "recall": 0.10,
                                "recall_std": 0.01, "classes_well_covered": 8.0})
+    # The fitted-prior row: the same VAE's numbers, sampled from a 25-component GMM
+    ev_json["vae_prior"] = {**json.loads(json.dumps(ev_json["vae"])), "latent_nn_ratio": 1.1}
+    ev_json["vae"]["latent_nn_ratio"], ev_json["vae"]["active_units"] = 2.5, 12
+    if "model_params" in ev_json["vae_prior"]:
+        ev_json["vae_prior"]["model_params"]["prior"] = {
+            "kind": "gmm", "components": [10, 25], "fit_on": "mean", "chosen_components": 25}
     metrics.mkdir()
+    (metrics / "fit_prior.json").write_text(json.dumps(
+        {"components": 25, "train_ll_nats": -10.0, "val_ll_nats": -12.0, "em_iterations": 30,
+         "val_ll_nats_k10": -14.0, "val_ll_nats_k25": -12.0}))
     for name, values in ev_json.items():  # numbers in metrics/, protocol and settings in eval/
         details = {"protocol": proto, **({"model_params": values.pop("model_params")}
                                          if "model_params" in values else {})}

@@ -39,6 +39,7 @@ def test_load_inputs_merges_the_numbers_with_their_protocol_details(tmp_path):
         (ev / f"details_{m}.json").write_text(json.dumps(details))
     for name in ("judge", "train_vae", "train_gan"):
         (metrics / f"{name}.json").write_text("{}")
+    (metrics / "fit_prior.json").write_text(json.dumps({"components": 10}))
     (data / "manifest.json").write_text("{}")
     inp = load_inputs(metrics, data, "t", ev, commit="c")
     assert inp.evals["gan"] == row

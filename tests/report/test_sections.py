@@ -20,6 +20,7 @@ from genduel.report.sections import (
     memorization_blocks,
     metric_rows,
     model_blocks,
+    verdict_row_note,
 )
 from genduel.report.visuals import diagnostics_blocks, diagnostics_rows
 
@@ -33,20 +34,32 @@ def inputs(ev: dict, judge: dict | None = None, diagnostics: list | None = None)
 
 def test_winner_column_follows_each_metrics_direction_and_bolds_the_winner(evals):
     rows = {r[0]: r for r in metric_rows(evals(vae_fid=30, gan_fid=20, vae_is=7, gan_is=5))}
-    assert rows["FID"][2:5] == ["30 ± 0.5", "**20**", "**GAN**"]  # lower is better
-    assert rows["Inception Score"][2:5] == ["**7**", "5", "**VAE**"]  # higher is better
+    # columns: VAE N(0, I), VAE with the fitted prior (absent here), GAN, winner
+    assert rows["FID"][2:6] == ["30 ± 0.5", "n/a", "**20**", "**GAN**"]  # lower is better
+    assert rows["Inception Score"][2:6] == ["**7**", "n/a", "5", "**VAE**"]  # higher is better
+
+
+def test_the_verdict_compares_the_fitted_prior_row_when_there_is_one(evals):
+    ev = evals(vae_fid=30, gan_fid=20, vae_is=7, gan_is=5)
+    ev["vae_prior"] = {"fid": 10.0, "fid_std": 0.5, "inception_score": 4.0}
+    rows = {r[0]: r for r in metric_rows(ev)}
+    assert rows["FID"][2:6] == ["30 ± 0.5", "**10 ± 0.5**", "20", "**VAE**"]
+    assert rows["Inception Score"][2:6] == ["7", "4", "**5**", "**GAN**"]
+    note = verdict_row_note(ev)
+    assert "compares the GAN with the second" in note and "vae_prior.pt" in note
+    assert "no fitted-prior row" in verdict_row_note(evals(30, 20, 7, 5))
 
 
 def test_winner_column_marks_a_gap_within_the_combined_std_as_a_tie(evals):
     ev = evals(30, 20, 7, 5)
     ev["vae"]["fid_std"], ev["gan"]["fid_std"] = 8.0, 6.0  # gap 10 = combined std 10: a win
-    assert metric_rows(ev)[0][4] == "**GAN**"
+    assert metric_rows(ev)[0][5] == "**GAN**"
     ev["gan"]["fid_std"] = 5.0  # combined 9.4 < gap 10: still a win
-    assert metric_rows(ev)[0][4] == "**GAN**"
+    assert metric_rows(ev)[0][5] == "**GAN**"
     ev["vae"]["fid_std"] = 9.0  # combined 10.3 > gap 10: a tie, nothing in bold
-    assert metric_rows(ev)[0][2:5] == ["30 ± 9", "20 ± 5", "tie"]
+    assert metric_rows(ev)[0][2:6] == ["30 ± 9", "n/a", "20 ± 5", "tie"]
     del ev["gan"]["fid"]
-    assert metric_rows(ev)[0][2:5] == ["30 ± 9", "n/a", DASH]
+    assert metric_rows(ev)[0][2:6] == ["30 ± 9", "n/a", "n/a", DASH]
 
 
 def test_metric_rows_show_direction_and_std_and_skip_likelihood_keys(evals):
@@ -56,15 +69,18 @@ def test_metric_rows_show_direction_and_std_and_skip_likelihood_keys(evals):
     labels = [r[0] for r in rows]
     assert labels == ["FID", "Inception Score"]
     assert rows[0][1] == "↓\u00a0lower" and rows[1][1] == "↑\u00a0higher"
-    assert rows[0][2:5] == ["30 ± 0.5", "**20**", "**GAN**"]
-    assert rows[0][5:] == ["1", "100", "200"]  # real data, then the two baseline rungs
+    assert rows[0][2:6] == ["30 ± 0.5", "n/a", "**20**", "**GAN**"]
+    assert rows[0][6:] == ["1", "100", "200"]  # real data, then the two baseline rungs
 
 
 def test_gan_likelihood_is_stated_as_absent():
     ev = {"vae": {"elbo_nats": -2000.0, "bits_per_dim": 3.68, "iwae_k10_nats": -1990.0},
           "gan": {}, "real": {}}
     rows = likelihood_rows(ev, [10])
-    assert rows[0][2] == "-2000" and "no likelihood" in rows[0][3] and rows[0][4:] == ["-"] * 3
+    assert rows[0][2] == "-2000" and rows[0][3] == "n/a"  # no fitted-prior row here
+    assert "no likelihood" in rows[0][4] and rows[0][5:] == ["-"] * 3
+    ev["vae_prior"] = {"elbo_nats": -1995.0}
+    assert likelihood_rows(ev, [10])[0][2:4] == ["-2000", "-1995"]
     assert rows[0][1] == "↑\u00a0higher" and rows[1][1] == "↓\u00a0lower"
     assert rows[2][0] == "IWAE k=10 (nats/image)" and rows[2][2] == "-1990"
     assert not any("Parzen" in r[0] for r in rows)  # no Parzen keys, no Parzen rows
@@ -84,15 +100,18 @@ def test_parzen_rows_fill_all_three_columns_of_the_likelihood_table():
     rows = {r[0]: r for r in likelihood_rows(ev, [])}
     parzen = rows["Parzen window log-likelihood (nats/image, pixels in [0, 1])"]
     # gap 50 > sqrt(4² + 5²): the GAN's value in bold
-    assert parzen[1:] == ["↑\u00a0higher", "250 ± 4", "**300 ± 5**", "370 ± 3", "120 ± 6", "n/a"]
-    assert rows["Parzen σ (chosen on validation images)"][2:5] == ["0.13", "0.16", "0.16"]
+    assert parzen[1:] == ["↑\u00a0higher", "250 ± 4", "n/a", "**300 ± 5**", "370 ± 3",
+                          "120 ± 6", "n/a"]
+    assert rows["Parzen σ (chosen on validation images)"][2:6] == ["0.13", "n/a", "0.16",
+                                                                   "0.16"]
     assert "Parzen" not in " ".join(r[0] for r in metric_rows(ev))  # not a sample metric
 
 
 def test_likelihood_section_has_a_real_column_and_states_the_parzen_weaknesses():
     md = to_markdown(likelihood_blocks(inputs(parzen_evals())))
-    assert ("| Quantity (test set) | Better | VAE | GAN | Real data (test vs train) | Per-class "
-            "pixel Gaussians | One pixel Gaussian |") in md
+    assert ("| Quantity (test set) | Better | VAE, z ~ N(0, I) | VAE, z ~ GMM fitted to q(z) | "
+            "GAN | Real data (test vs train) | Per-class pixel Gaussians | One pixel Gaussian |"
+            ) in md
     caveat = md.split("Parzen window, read with care.")[1]
     for words in ("biased", "high variance", "pixel", "σ", "Theis et al. 2016",
                   "Goodfellow et al. (2014)", "not comparable"):
@@ -173,12 +192,12 @@ def test_diagnostics_section_labels_critic_scores_for_wgan(with_params, diag_row
 def test_ladder_marks_each_model_against_each_rung_in_the_metrics_direction(evals):
     ev = evals(vae_fid=30, gan_fid=150, vae_is=7, gan_is=5)  # rungs: FID 1/100/200, IS 9/7.5/4
     rows = {r[0]: r[2:] for r in ladder_rows(ev)}
-    #        VAE vs real, class G., pixel G.; GAN vs real, class G., pixel G.
-    assert rows["FID"] == ["✗", "✓", "✓", "✗", "✗", "✓"]
-    assert rows["Inception Score"] == ["✗", "✗", "✓", "✗", "✗", "✓"]
+    # VAE vs real, class G., pixel G.; the same for the fitted-prior VAE (absent here) and GAN
+    assert rows["FID"] == ["✗", "✓", "✓", DASH, DASH, DASH, "✗", "✗", "✓"]
+    assert rows["Inception Score"] == ["✗", "✗", "✓", DASH, DASH, DASH, "✗", "✗", "✓"]
     assert "KID" not in rows  # no row has it
     text = ladder_summary(ev, "gan")
-    assert text == ("The GAN beats the per-class pixel Gaussians on 0 of 2; the one pixel "
+    assert text == ("*GAN* beats the per-class pixel Gaussians on 0 of 2; the one pixel "
                     "Gaussian on 2 of 2: FID, Inception Score.")
     md = to_markdown(ladder_blocks(inputs(ev)))
     assert "## Against the baseline ladder" in md and "| GAN vs Pixel G. |" in md
@@ -187,7 +206,7 @@ def test_ladder_marks_each_model_against_each_rung_in_the_metrics_direction(eval
 def test_ladder_counts_ties_within_noise_and_skips_missing_values():
     ev = {"vae": {"fid": 100.0}, "gan": {}, "real": {}, "class_gaussians": {"fid": 100.0},
           "pixel_gaussian": {}}
-    assert ladder_rows(ev) == [["FID", "↓\u00a0lower", DASH, "≈", DASH, DASH, DASH, DASH]]
+    assert ladder_rows(ev) == [["FID", "↓\u00a0lower", DASH, "≈", DASH, *[DASH] * 6]]
     ev["class_gaussians"].update(fid=104.0, fid_std=3.0)
     ev["vae"]["fid_std"] = 4.0  # gap 4 < combined 5: a tie, not a win
     assert ladder_rows(ev)[0][3] == "≈"

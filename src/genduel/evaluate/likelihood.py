@@ -37,7 +37,15 @@ from genduel.config import EvalConfig
 from genduel.data.pixels import to_model_range
 from genduel.data.splits import Split
 from genduel.models.likelihood import bits_per_dim
-from genduel.models.vae import cvae_elbo, elbo_terms, iwae_bound, marginal_bound, num_dims
+from genduel.models.prior import StandardNormalPrior
+from genduel.models.vae import (
+    cvae_elbo,
+    elbo_terms,
+    iwae_bound,
+    kl_monte_carlo,
+    marginal_bound,
+    num_dims,
+)
 from genduel.runtime import eval_mode, make_generator, progress
 
 log = logging.getLogger(__name__)
@@ -45,7 +53,30 @@ log = logging.getLogger(__name__)
 
 def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
                       device: torch.device) -> dict[str, float]:
+    """Test-set ELBO (all test images) and IWAE_k bounds (first ``likelihood_images``) of the
+    VAE with ``p(z) = N(0, I)``; see :func:`two_stage_bounds`."""
+    return _bounds(vae, test, cfg, device, None)[0]
+
+
+def two_stage_bounds(vae: Any, fitted: torch.nn.Module, test: Split, cfg: EvalConfig,
+                     device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`likelihood_bounds` of the VAE with N(0, I), and of the two-stage model: the same
+    encoder and decoder with ``p(z)`` = ``fitted``, a prior fitted to the aggregate posterior
+    (:mod:`genduel.models.prior`)."""
+    standard, two_stage = _bounds(vae, test, cfg, device, fitted)
+    return standard, two_stage
+
+
+def _bounds(vae: Any, test: Split, cfg: EvalConfig, device: torch.device,
+            fitted: torch.nn.Module | None) -> list[dict[str, float]]:
     """Test-set ELBO (all test images) and IWAE_k bounds (first ``likelihood_images``).
+
+    With ``fitted``, also the bounds of the two-stage model (the second row). Its ELBO is the
+    same reconstruction term minus a Monte Carlo KL(q(z | x) || p(z)) (no closed form for a
+    mixture: :data:`KL_SAMPLES` draws per image from a generator seeded ``eval.seed + 1``); its
+    IWAE_k reuse the N(0, I) bound's draws and decoder passes
+    (:func:`~genduel.models.vae.iwae_bound` with two priors), so the two rows differ only by
+    log p(z).
 
     Returns nats per image (higher is better) and bits per dim (lower is better); each IWAE_k
     is a lower bound on log p(x) that tightens with k (Burda et al. 2016). A CVAE's bounds
@@ -56,7 +87,9 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
     """
     dims = num_dims(test.image_shape)
     gen = make_generator(cfg.seed, device)
-    elbos, recons, kls = [], [], []
+    kl_gen = make_generator(cfg.seed + 1, device)
+    priors = None if fitted is None else (StandardNormalPrior(vae.latent_dim), fitted)
+    elbos, recons, kls, fitted_kls = [], [], [], []
     with eval_mode(vae):
         for start in progress(range(0, len(test), cfg.batch_size), desc="test ELBO",
                               unit="batch"):
@@ -67,26 +100,51 @@ def likelihood_bounds(vae: Any, test: Split, cfg: EvalConfig,
             elbos.append(elbo.double().cpu())
             recons.append(terms.log_px_z_nats.double().cpu())
             kls.append(terms.kl_nats.double().cpu())
-        elbo = torch.cat(elbos)
-        out = {"elbo_nats": float(elbo.mean()),
-               "elbo_nats_sem": float(elbo.std() / math.sqrt(len(elbo))),
-               "bits_per_dim": float(bits_per_dim(elbo.mean(), dims)),
-               "recon_log_px_z_nats": float(torch.cat(recons).mean()),
-               "kl_nats": float(torch.cat(kls).mean())}
+            if fitted is not None:
+                mu, logvar = vae.encode(x, y)
+                fitted_kls.append(kl_monte_carlo(mu, logvar, fitted, KL_SAMPLES, kl_gen)
+                                  .double().cpu())
+        recon = torch.cat(recons)
+        # A CVAE's ELBO on log p(x) is ELBO(x | y) - log K (cvae_elbo): the same offset for both
+        offset = -math.log(vae.num_classes) if vae.conditional else 0.0
+        out = _elbo_row(torch.cat(elbos), recon, torch.cat(kls), dims)
+        if fitted is not None:
+            fitted_kl = torch.cat(fitted_kls)
+            out_fitted = _elbo_row(recon - fitted_kl + offset, recon, fitted_kl, dims)
         n = len(test) if cfg.likelihood_images == 0 else min(cfg.likelihood_images, len(test))
         batch = max(1, cfg.batch_size // 4)
         for k in cfg.iwae_k:
             xs = (to_model_range(test.images[s:min(s + batch, n)]).to(device)
                   for s in range(0, n, batch))  # the first n images, no more
-            values = [marginal_bound(vae, x, lambda c, x=x, k=k: iwae_bound(vae, x, k, gen, y=c))
+            values = [marginal_bound(vae, x, lambda c, x=x, k=k: iwae_bound(vae, x, k, gen, y=c,
+                                                                           priors=priors))
                       .double().cpu() for x in progress(xs, desc=f"IWAE k={k}",
                                                          total=math.ceil(n / batch),
                                                          unit="batch")]
-            bound = torch.cat(values)
-            out[f"iwae_k{k}_nats"] = float(bound.mean())
-            out[f"iwae_k{k}_bits_per_dim"] = float(bits_per_dim(bound.mean(), dims))
+            bound = torch.cat(values)  # (n,) or, with the fitted prior, (n, 2)
+            for row, b in ((out, bound if fitted is None else bound[:, 0]),
+                           *(((out_fitted, bound[:, 1]),) if fitted is not None else ())):
+                row[f"iwae_k{k}_nats"] = float(b.mean())
+                row[f"iwae_k{k}_bits_per_dim"] = float(bits_per_dim(b.mean(), dims))
     out["likelihood_images"] = n
-    return out
+    if fitted is None:
+        return [out]
+    out_fitted["likelihood_images"] = n
+    return [out, out_fitted]
+
+
+#: Draws per test image of the Monte Carlo KL(q(z | x) || p(z)) under a fitted prior.
+KL_SAMPLES = 16
+
+
+def _elbo_row(elbo: torch.Tensor, recon: torch.Tensor, kl: torch.Tensor,
+              dims: int) -> dict[str, float]:
+    """The ELBO keys of a row from per-image values (N,) in nats."""
+    return {"elbo_nats": float(elbo.mean()),
+            "elbo_nats_sem": float(elbo.std() / math.sqrt(len(elbo))),
+            "bits_per_dim": float(bits_per_dim(elbo.mean(), dims)),
+            "recon_log_px_z_nats": float(recon.mean()),
+            "kl_nats": float(kl.mean())}
 
 
 def unit_pixels(images: torch.Tensor) -> np.ndarray:

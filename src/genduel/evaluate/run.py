@@ -39,8 +39,9 @@ from genduel.evaluate.gan_diagnostics import (
 )
 from genduel.evaluate.inception import check_weights, inception_rows
 from genduel.evaluate.inference import inference_metrics, save_reconstructions
-from genduel.evaluate.likelihood import likelihood_bounds, parzen_rows
+from genduel.evaluate.likelihood import parzen_rows, two_stage_bounds
 from genduel.evaluate.memorization import memorization_rows
+from genduel.evaluate.prior_gap import prior_gap, write_prior_gap
 from genduel.evaluate.protocol import protocol_block, reference_size, split_details
 from genduel.evaluate.samples import (
     FeatureSet,
@@ -71,8 +72,11 @@ log = logging.getLogger(__name__)
 #: like the models. With ``real`` (test images, the floor no model can go below) they give every
 #: number a scale.
 BASELINES = {"class_gaussians": True, "pixel_gaussian": False}  # row -> per_class
+#: The models' rows: the VAE sampled from N(0, I), the same VAE sampled from its fitted prior
+#: (the fit_prior stage's checkpoint), and the GAN.
+MODELS = ("vae", "vae_prior", "gan")
 #: Every row of the evaluate stage, as ``metrics/eval_<row>.json``.
-ROWS = ("vae", "gan", "real", *BASELINES)
+ROWS = (*MODELS, "real", *BASELINES)
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,16 @@ class EvalInputs:
 
     judge: torch.nn.Module
     vae: torch.nn.Module
+    #: the same VAE with the prior fitted by fit_prior (``vae_prior.prior``)
+    vae_prior: torch.nn.Module
     generator: torch.nn.Module
     train: Split
     val: Split
     test: Split
     judge_sha256: str
     judge_accuracy: float
-    #: "vae"/"gan" -> the params section each model was trained with (from its checkpoint)
+    #: row -> the params section each model was trained with (from its checkpoint; the
+    #: vae_prior row's also names its prior)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: train_gan's artifacts (epochs.csv, epoch_samples.pt) for the per-epoch diagnostics
     gan_artifacts: Path | None = None
@@ -102,6 +109,7 @@ class EvalPaths:
     data: Path  #: prepared splits (``train.pt``, ``val.pt``, ``test.pt``)
     judge: Path  #: judge checkpoint
     vae: Path  #: VAE checkpoint
+    vae_prior: Path  #: the VAE with its fitted prior (fit_prior's checkpoint)
     gan: Path  #: GAN checkpoint
     gan_artifacts: Path  #: train_gan's ``epochs.csv`` and ``epoch_samples.pt``
     out: Path  #: ``eval/``: features, grids, details, diagnostics, studies
@@ -116,6 +124,20 @@ class EvalPaths:
                 self.runs_dir / "evaluate.json"]
 
 
+#: The row whose model a training stage logged (its run record holds the MLflow run id).
+TRAINING_STAGES = {"vae": "train_vae", "vae_prior": "fit_prior", "gan": "train_gan"}
+
+
+def prior_params(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The vae_prior row's settings: the VAE's params section and, under ``prior``, the
+    fitted prior's params and its chosen size (from fit_prior's checkpoint)."""
+    extra = ckpt.get("extra") or {}
+    fit = extra.get("prior") or {}
+    return {**(extra.get("config") or {}),
+            "prior": {**(fit.get("config") or {}), "chosen_components":
+                      fit.get("chosen_components")}}
+
+
 def load_inputs(paths: EvalPaths) -> EvalInputs:
     """Rebuild the judge, the VAE and the generator from their checkpoints; load the splits and
     train_gan's per-epoch artifacts. Every input is read and checked here, before any work.
@@ -124,7 +146,9 @@ def load_inputs(paths: EvalPaths) -> EvalInputs:
         DataError: a missing, truncated or malformed input, named with its fix.
     """
     judge_ckpt = load_checkpoint(paths.judge, "judge")
-    ckpts = {"vae": load_checkpoint(paths.vae, "vae"), "gan": load_checkpoint(paths.gan, "gan")}
+    ckpts = {"vae": load_checkpoint(paths.vae, "vae"),
+             "vae_prior": load_checkpoint(paths.vae_prior, "vae"),
+             "gan": load_checkpoint(paths.gan, "gan")}
     accuracy = (judge_ckpt.get("extra") or {}).get("test_accuracy")
     if not isinstance(accuracy, int | float):
         raise DataError(f"{paths.judge}: no extra.test_accuracy in the judge checkpoint; "
@@ -132,12 +156,14 @@ def load_inputs(paths: EvalPaths) -> EvalInputs:
     return EvalInputs(
         judge=rebuild(judge_ckpt, "judge", build_judge, paths.judge),
         vae=rebuild(ckpts["vae"], "vae", build_vae, paths.vae),
+        vae_prior=rebuild(ckpts["vae_prior"], "vae", build_vae, paths.vae_prior),
         generator=rebuild(ckpts["gan"], "generator", build_generator, paths.gan),
         train=load_split(paths.data, "train"), val=load_split(paths.data, "val"),
         test=load_split(paths.data, "test"),
         judge_sha256=digest(paths.judge),
         judge_accuracy=float(accuracy),
-        model_params={m: (c.get("extra") or {}).get("config", {}) for m, c in ckpts.items()},
+        model_params={**{m: (c.get("extra") or {}).get("config", {}) for m, c in ckpts.items()},
+                      "vae_prior": prior_params(ckpts["vae_prior"])},
         gan_artifacts=paths.gan_artifacts,
         gan_epochs=read_gan_artifacts(paths.gan_artifacts))
 
@@ -167,8 +193,8 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
     if cfg.inception_weights:
         check_weights(Path(cfg.inception_weights))
     inputs = load_inputs(paths)
-    trained = {name: str(read_run_record(f"train_{name}", paths.runs_dir).get("mlflow_run_id")
-                         or "") for name in ("vae", "gan")}
+    trained = {name: str(read_run_record(stage, paths.runs_dir).get("mlflow_run_id") or "")
+               for name, stage in TRAINING_STAGES.items()}
     seed_everything(cfg.seed)
     device = resolve_device(rt)
     with (stage_run("evaluate", tracking, {**flatten("runtime", rt), **flatten("eval", cfg)}
@@ -182,8 +208,8 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
             rows[name], details = split_details(values)
             write_json(staging.path(paths.metrics_dir / f"eval_{name}.json"), rows[name])
             write_json(out / f"details_{name}.json", details)
-        tracker.log_artifact(out / "samples_vae.png", "grids")
-        tracker.log_artifact(out / "samples_gan.png", "grids")
+        for name in MODELS:
+            tracker.log_artifact(out / f"samples_{name}.png", "grids")
         # Only the judge's class coverage: the other columns are train_gan's own epoch means.
         coverage = [(step, {k: v for k, v in row.items()
                             if k.removeprefix("diag/") in COVERAGE_COLUMNS})
@@ -207,11 +233,13 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     reference_size(cfg, len(inputs.train), len(inputs.test))
-    judge, vae, gen = (m.to(device) for m in (inputs.judge, inputs.vae, inputs.generator))
+    judge, vae, vae_prior, gen = (m.to(device) for m in (inputs.judge, inputs.vae,
+                                                         inputs.vae_prior, inputs.generator))
     reference = embed(judge, subset(inputs.train, cfg.num_samples, cfg.seed), cfg.batch_size,
                       device)
     test_fs = embed(judge, inputs.test.images, cfg.batch_size, device)
-    runs, results = _sample_rows(cfg, {"vae": vae, "gan": gen}, inputs, judge=judge,
+    runs, results = _sample_rows(cfg, {"vae": vae, "vae_prior": vae_prior, "gan": gen}, inputs,
+                                 judge=judge,
                                  reference=reference, test_fs=test_fs, device=device,
                                  out_dir=out_dir)
     for name, values in memorization_rows(
@@ -220,10 +248,18 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
             judge=judge, n=cfg.memorization_samples, seed=cfg.seed, batch_size=cfg.batch_size,
             device=device, out_dir=out_dir).items():
         results[name].update(values)
-    results["vae"].update(likelihood_bounds(vae, inputs.test, cfg, device))
+    standard, two_stage = two_stage_bounds(vae, vae_prior.prior, inputs.test, cfg, device)
+    results["vae"].update(standard)
+    results["vae_prior"].update(two_stage)
     results["vae"].update(inference_metrics(vae, inputs.train, inputs.test, cfg, device))
     save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
-    write_studies(vae, gen, inputs.test, out_dir / "studies", seed=cfg.seed, device=device)
+    gap = prior_gap(vae, vae_prior.prior, inputs.train, inputs.val, n=cfg.memorization_samples,
+                    seed=cfg.seed, batch_size=cfg.batch_size, device=device)
+    for name, values in gap.rows.items():
+        results[name].update(values)
+    write_prior_gap(gap, out_dir / "prior_gap.png")
+    # The studies sample the VAE from its fitted prior (the same encoder and decoder).
+    write_studies(vae_prior, gen, inputs.test, out_dir / "studies", seed=cfg.seed, device=device)
     epochs = inputs.gan_epochs
     if epochs is None and inputs.gan_artifacts is not None:
         epochs = read_gan_artifacts(inputs.gan_artifacts)
@@ -285,6 +321,6 @@ def _sample_rows(cfg: EvalConfig, models: dict[str, Any], inputs: EvalInputs, *,
 
 def _sample_fn(model: Any, name: str, cfg: EvalConfig) -> Callable:
     """``(n, generator) -> images`` of one row; the VAE decodes to ``eval.vae_image``."""
-    if name == "vae":
+    if name.startswith("vae"):
         return lambda n, g: model.sample(n, generator=g, image=cfg.vae_image)
     return lambda n, g: model.sample(n, generator=g)

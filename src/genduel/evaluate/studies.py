@@ -167,7 +167,8 @@ def class_grid(model: Model, per_class: int, rng: torch.Generator) -> torch.Tens
     """Samples of a conditional model, one row per class: (K * per_class, C, H, W) on the CPU.
 
     Row i (images ``i * per_class ... (i + 1) * per_class - 1``) is decoded with label i. Column
-    j uses the same ``z_j ~ N(0, I)`` in every row (``per_class`` draws from ``rng``), so a
+    j uses the same ``z_j ~ p(z)`` in every row (``per_class`` draws from ``rng``; a VAE's
+    :attr:`~genduel.models.vae.VAE.prior`, which may be fitted, N(0, I) for a GAN), so a
     column shows one latent code rendered as each class.
 
     Raises:
@@ -177,7 +178,9 @@ def class_grid(model: Model, per_class: int, rng: torch.Generator) -> torch.Tens
         raise ValueError("class_grid needs a conditional model")
     dev = _device(model)
     k = model.num_classes
-    z = torch.randn(per_class, model.latent_dim, generator=rng, device=dev)  # (J, D)
+    prior = getattr(model, "prior", None)
+    z = (prior.sample(per_class, rng, device=dev) if prior is not None
+         else torch.randn(per_class, model.latent_dim, generator=rng, device=dev))  # (J, D)
     labels = torch.arange(k, device=dev).repeat_interleave(per_class)  # (K*J,)
     with eval_mode(model):
         return _decode(model, z.repeat(k, 1), labels).cpu()  # (K*J, C, H, W)

@@ -10,6 +10,7 @@ The report reads ``higher_is_better`` from here and never guesses which way is g
   reconstruction errors);
 * ``memorization``: nearest-training-image distances of samples against those of test images
   (:mod:`genduel.metrics.memorization`);
+* ``latent``: where a VAE's prior draws against its posterior (:mod:`genduel.evaluate.prior_gap`);
 * ``protocol``: a property of the evaluation itself (the judge), not of a model.
 
 Key conventions (every producer of metrics files follows them):
@@ -29,11 +30,12 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
-MetricKind = Literal["sample", "likelihood", "inference", "memorization", "protocol"]
+MetricKind = Literal["sample", "likelihood", "inference", "memorization", "latent", "protocol"]
 SAMPLE: MetricKind = "sample"
 LIKELIHOOD: MetricKind = "likelihood"
 INFERENCE: MetricKind = "inference"
 MEMORIZATION: MetricKind = "memorization"
+LATENT: MetricKind = "latent"
 PROTOCOL: MetricKind = "protocol"
 
 
@@ -118,6 +120,13 @@ _ROWS = (
                "nn_ratio_pixels on judge features"),
     MetricInfo("copy_share_features", "Near-copy share, judge features", False, MEMORIZATION,
                "", "copy_share_pixels on judge features"),
+    MetricInfo("latent_nn_ratio", "Latent NN ratio", False, LATENT, "",
+               "median distance of prior draws to the nearest training image's posterior mean / "
+               "the same for validation images' posterior means; ~1 draws where data lands, > 1 "
+               "draws in the prior's holes"),
+    MetricInfo("active_units", "Active latent dimensions", True, LATENT, "dimensions",
+               "latent dimensions whose mean KL(q(z_d | x) || N(0, 1)) over validation images "
+               "exceeds 0.01 nats"),
     MetricInfo("judge_accuracy", "Judge accuracy", True, PROTOCOL, "",
                "test accuracy of the judge classifier whose features all sample metrics use"),
 )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -41,6 +41,7 @@ from genduel.models.likelihood import (
     iwae_from_log_weights,
 )
 from genduel.models.nets import ConvDecoder, ConvEncoder, check_image_shape
+from genduel.models.prior import STANDARD, StandardNormalPrior, build_prior
 
 #: Lower clamp of the decoder log-scale (PixelCNN++ uses -7): a logistic of scale e^-7 already
 #: puts 97 % of its mass in one bin, so a smaller scale only buys overconfidence and overflow.
@@ -113,6 +114,9 @@ class VAE(nn.Module):
                                    cond_dim=self.cond_dim)
         self.decoder = ConvDecoder(cfg.latent_dim, self.image_shape, cfg.width, out,
                                    cond_dim=self.cond_dim)
+        #: p(z): N(0, I) as trained; the fit_prior stage replaces it by a density fitted to the
+        #: aggregate posterior (:mod:`genduel.models.prior`), which :meth:`sample` then draws from
+        self.prior: nn.Module = StandardNormalPrior(cfg.latent_dim)
 
     @property
     def conditional(self) -> bool:
@@ -177,7 +181,8 @@ class VAE(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None,
                labels: torch.Tensor | None = None, image: str = "mean") -> torch.Tensor:
-        """n images (n, C, H, W) in [-1, 1] decoded at ``z ~ N(0, I)`` (see :meth:`image`).
+        """n images (n, C, H, W) in [-1, 1] decoded at ``z ~ p(z)`` (see :meth:`image`): the
+        model's :attr:`prior`, N(0, I) unless a fitted prior replaced it.
 
         The decoder *mean* rather than a draw from p(x | z) is the usual choice for sample
         quality: per-pixel logistic noise is independent across pixels and only adds grain.
@@ -186,8 +191,7 @@ class VAE(nn.Module):
         its running statistics).
         """
         param = next(self.parameters())
-        z = torch.randn(n, self.latent_dim, generator=generator, device=param.device,
-                        dtype=param.dtype)
+        z = self.prior.sample(n, generator, device=param.device, dtype=param.dtype)
         if self.conditional and labels is None:
             labels = torch.randint(self.num_classes, (n,), generator=generator,
                                    device=param.device)
@@ -215,10 +219,12 @@ class VAE(nn.Module):
         return self.decode(self.encode(x, y)[0], y)[0]
 
     def model_config(self) -> dict[str, Any]:
-        """Every ``VAEConfig`` field, ``image_shape`` and ``num_classes``: what
-        :func:`build_vae` needs."""
+        """Every ``VAEConfig`` field, ``image_shape``, ``num_classes`` and, for a fitted prior,
+        ``prior`` (its kind and shape): what :func:`build_vae` needs."""
+        prior = self.prior.config()
         return {**dataclasses.asdict(self.cfg), "image_shape": list(self.image_shape),
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes,
+                **({"prior": prior} if prior["kind"] != STANDARD else {})}
 
 
 def build_vae(model_config: dict[str, Any]) -> VAE:
@@ -226,10 +232,13 @@ def build_vae(model_config: dict[str, Any]) -> VAE:
 
     Load the weights afterwards with ``model.load_state_dict(ckpt["state_dicts"]["vae"])``.
     """
-    fields = {k: v for k, v in model_config.items() if k not in ("image_shape", "num_classes")}
+    fields = {k: v for k, v in model_config.items()
+              if k not in ("image_shape", "num_classes", "prior")}
     cfg = validate("vae", VAEConfig, fields)
     c, h, w = (int(v) for v in model_config["image_shape"])
-    return VAE(cfg, (c, h, w), int(model_config.get("num_classes", 0)))
+    model = VAE(cfg, (c, h, w), int(model_config.get("num_classes", 0)))
+    model.prior = build_prior(model_config.get("prior"), cfg.latent_dim)
+    return model
 
 
 def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, num_samples: int,
@@ -245,12 +254,19 @@ def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, num_samples: int,
 
 
 def log_importance_weights(log_px_z_fn: LogLikelihoodFn, mu: torch.Tensor, logvar: torch.Tensor,
-                           num_samples: int, generator: torch.Generator | None = None
-                           ) -> torch.Tensor:
-    """``log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x)`` for z_i ~ q: (B, S) nats."""
+                           num_samples: int, generator: torch.Generator | None = None,
+                           priors: Sequence[nn.Module] | None = None) -> torch.Tensor:
+    """``log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x)`` for z_i ~ q: (B, S) nats.
+
+    With ``priors`` (modules with ``log_prob``, :mod:`genduel.models.prior`), the weights of
+    each prior from the same draws and decoder passes: (B, S, P), prior p last.
+    """
     z = sample_posterior(mu, logvar, num_samples, generator)  # (B, S, D)
-    log_pz = gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z))  # (B, S)
     log_qz = gaussian_log_prob(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (B, S)
+    if priors is not None:
+        log_px_z = log_px_z_fn(z)  # (B, S): one decoder pass for every prior
+        return torch.stack([log_px_z + p.log_prob(z) - log_qz for p in priors], dim=-1)
+    log_pz = gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z))  # (B, S)
     return log_px_z_fn(z) + log_pz - log_qz
 
 
@@ -272,14 +288,26 @@ def elbo_estimate(log_px_z_fn: LogLikelihoodFn, mu: torch.Tensor, logvar: torch.
     return ELBOTerms(log_px_z - kl, log_px_z, kl)
 
 
+def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, prior: nn.Module, num_samples: int,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """KL(q(z | x) || p(z)) (B,) in nats by Monte Carlo, for a prior with no closed form:
+    ``(1/S) sum_s [log q(z_s | x) - log p(z_s)]``, z_s ~ q(z | x) (unbiased; S = num_samples).
+    """
+    z = sample_posterior(mu, logvar, num_samples, generator)  # (B, S, D)
+    log_qz = gaussian_log_prob(z, mu.unsqueeze(1), logvar.unsqueeze(1))  # (B, S)
+    return (log_qz - prior.log_prob(z)).mean(dim=1)
+
+
 def iwae_estimate(log_px_z_fn: LogLikelihoodFn, mu: torch.Tensor, logvar: torch.Tensor, k: int,
-                  generator: torch.Generator | None = None, chunk_k: int | None = None
-                  ) -> torch.Tensor:
-    """IWAE_k (Burda et al. 2016) in nats, (B,): log weights drawn ``chunk_k`` samples at a time."""
+                  generator: torch.Generator | None = None, chunk_k: int | None = None,
+                  priors: Sequence[nn.Module] | None = None) -> torch.Tensor:
+    """IWAE_k (Burda et al. 2016) in nats, (B,) (or (B, P) for P ``priors``, see
+    :func:`log_importance_weights`): log weights drawn ``chunk_k`` samples at a time."""
     chunk_k = k if chunk_k is None else max(1, min(k, chunk_k))
-    parts = [log_importance_weights(log_px_z_fn, mu, logvar, min(chunk_k, k - start), generator)
+    parts = [log_importance_weights(log_px_z_fn, mu, logvar, min(chunk_k, k - start), generator,
+                                    priors)
              for start in range(0, k, chunk_k)]
-    return iwae_from_log_weights(torch.cat(parts, dim=1))  # (B, k) -> (B,)
+    return iwae_from_log_weights(torch.cat(parts, dim=1))  # (B, k[, P]) -> (B[, P])
 
 
 def vae_log_likelihood_fn(model: VAE, x: torch.Tensor,
@@ -307,8 +335,12 @@ def elbo_terms(model: VAE, x: torch.Tensor, mc_samples: int = 1,
 
 
 def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-               chunk: int = 4096, y: torch.Tensor | None = None) -> torch.Tensor:
+               chunk: int = 4096, y: torch.Tensor | None = None,
+               priors: Sequence[nn.Module] | None = None) -> torch.Tensor:
     """IWAE_k lower bound on log p(x) (on log p(x | y) for a CVAE) in nats, (B,); eval_mode.
+
+    With ``priors``, the bound of the same encoder and decoder under each prior p(z), from the
+    same draws: (B, P).
 
     Args:
         model: the VAE.
@@ -320,7 +352,8 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator |
     """
     mu, logvar = model.encode(x, y)
     chunk_k = max(1, chunk // x.shape[0])
-    return iwae_estimate(vae_log_likelihood_fn(model, x, y), mu, logvar, k, generator, chunk_k)
+    return iwae_estimate(vae_log_likelihood_fn(model, x, y), mu, logvar, k, generator, chunk_k,
+                         priors)
 
 
 def marginal_bound(model: VAE, x: torch.Tensor,

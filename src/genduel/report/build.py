@@ -36,6 +36,7 @@ def build_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
         *sections.model_blocks(inp),
         *sections.sample_metric_blocks(inp),
         *visuals.samples_blocks(inp, figs),
+        *visuals.prior_blocks(inp, figs),
         *sections.ladder_blocks(inp),
         *sections.likelihood_blocks(inp),
         *sections.inference_blocks(inp),

@@ -21,7 +21,7 @@ import numpy as np
 from genduel.io import atomic_write
 from genduel.report import plots
 from genduel.report.document import png_size
-from genduel.report.inputs import COLUMNS, ReportInputs
+from genduel.report.inputs import COLUMNS, SAMPLERS, ReportInputs
 
 PAD = 2  #: save_grid's padding between tiles, in pixels
 STRIP_ROWS = 2  #: rows of each epoch's grid shown in the training strip
@@ -124,8 +124,7 @@ def _draw_plots(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path,
     plots.plot_vae_validation(vae_dir / "epochs.csv", fig_dir / "vae_validation.png")
     plots.plot_gan_losses(gan_dir / "history.csv", fig_dir / "gan_curves.png")
     plots.plot_gan_outputs(gan_dir / "history.csv", fig_dir / "gan_outputs.png")
-    logits = {COLUMNS[m]: np.load(eval_dir / f"features_{m}.npz")["logits"]
-              for m in ("vae", "gan")}
+    logits = {COLUMNS[m]: np.load(eval_dir / f"features_{m}.npz")["logits"] for m in SAMPLERS}
     logits[COLUMNS["real"]] = np.load(eval_dir / "features_real.npz")["test_logits"]
     plots.plot_class_histograms(logits, inp.classes, fig_dir / "class_histograms.png")
     names = ["vae_curves", "vae_validation", "gan_curves", "gan_outputs", "class_histograms"]
@@ -149,9 +148,11 @@ def draw_all(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path, data_dir
     """
     fig_dir.mkdir(parents=True, exist_ok=True)
     tile = _tile(inp)
-    copies = {"real": data_dir / "real_grid.png", "vae": eval_dir / "samples_vae.png",
-              "gan": eval_dir / "samples_gan.png", "recon": eval_dir / "reconstructions_vae.png"}
-    for name in ("vae", "gan"):  # the report shows the two models' figures
+    copies = {"real": data_dir / "real_grid.png",
+              **{m: eval_dir / f"samples_{m}.png" for m in SAMPLERS},
+              "recon": eval_dir / "reconstructions_vae.png",
+              "prior_gap": eval_dir / "prior_gap.png"}
+    for name in SAMPLERS:  # the report shows every sampler's figures
         src = eval_dir / f"memorization_{name}.png"
         if src.is_file():  # absent when evaluated before the memorization check existed
             copies[f"memorization_{name}"] = src

@@ -23,13 +23,17 @@ from genduel.evaluate import gan_diagnostics as diag
 from genduel.io import read_bytes, read_csv, read_json, read_png
 from genduel.provenance import read_run_record
 
-#: The two models, then real data scored the same way (the floor of the baseline ladder).
-MODELS = ("vae", "gan", "real")
+#: The models' rows (the VAE twice, once per sampler), then real data scored the same way (the
+#: floor of the baseline ladder).
+MODELS = ("vae", "vae_prior", "gan", "real")
+#: The sampled models, as the evaluate stage names their files (``samples_<model>.png``, ...).
+SAMPLERS = MODELS[:3]
 #: The rungs above the floor: samplers that learn only pixel statistics (evaluate's BASELINES).
 BASELINES = ("class_gaussians", "pixel_gaussian")
 #: Every row the evaluate stage writes, in the report's column order.
 ROWS = (*MODELS, *BASELINES)
-COLUMNS = {"vae": "VAE", "gan": "GAN", "real": "Real data (test vs train)",
+COLUMNS = {"vae": "VAE, z ~ N(0, I)", "vae_prior": "VAE, z ~ GMM fitted to q(z)", "gan": "GAN",
+           "real": "Real data (test vs train)",
            "class_gaussians": "Per-class pixel Gaussians", "pixel_gaussian": "One pixel Gaussian"}
 
 
@@ -48,6 +52,8 @@ class ReportInputs:
     studies_dir: Path = Path("eval/studies")  # where the study figures are
     #: stage -> runs/<stage>.json (wall times, MLflow run ids, machine; {} when absent)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: metrics/fit_prior.json: the fitted prior's size and its candidates' fit
+    prior_fit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def protocol(self) -> dict[str, Any]:
@@ -79,7 +85,7 @@ TRAINING_CSV = {"train_vae/history.csv": ("step",),
                 "train_vae/epochs.csv": ("epoch", "val_elbo_nats"),
                 "train_gan/history.csv": ("step", "d_loss", "g_loss", "d_real", "d_fake")}
 #: Run records shown (wall times, MLflow run ids, machines): informational, not DVC deps.
-RUN_RECORDS = ("judge", "train_vae", "train_gan", "evaluate")
+RUN_RECORDS = ("judge", "train_vae", "fit_prior", "train_gan", "evaluate")
 #: The fix for a damaged output of an earlier stage (DVC caches it: checkout restores it).
 _FIX = "restore it with `dvc checkout` or run the stages before report (dvc repro)"
 #: The fix for a damaged metrics file (``cache: false``: only its stage rewrites it).
@@ -127,9 +133,9 @@ def check_figure_inputs(inputs: ReportInputs, *, eval_dir: Path, artifacts_dir: 
         DataError: ``<file>: <what is wrong>; <fix>``.
     """
     pngs = [data_dir / "real_grid.png",
-            *(eval_dir / f for f in ("samples_vae.png", "samples_gan.png",
-                                     "reconstructions_vae.png")),
-            *(p for m in ("vae", "gan") if (p := eval_dir / f"memorization_{m}.png").is_file()),
+            *(eval_dir / f"samples_{m}.png" for m in SAMPLERS),
+            eval_dir / "reconstructions_vae.png", eval_dir / "prior_gap.png",
+            *(p for m in SAMPLERS if (p := eval_dir / f"memorization_{m}.png").is_file()),
             *(inputs.studies_dir / e["file"] for e in inputs.studies),
             *(p for m in ("vae", "gan")
               for p in sorted((artifacts_dir / f"train_{m}" / "grids").glob("samples_epoch*.png")))]
@@ -137,7 +143,7 @@ def check_figure_inputs(inputs: ReportInputs, *, eval_dir: Path, artifacts_dir: 
         read_png(path, _FIX)
     for rel, columns in TRAINING_CSV.items():
         read_csv(artifacts_dir / rel, _FIX, columns)
-    for name, key in (("vae", "logits"), ("gan", "logits"), ("real", "test_logits")):
+    for name, key in (*((m, "logits") for m in SAMPLERS), ("real", "test_logits")):
         path = eval_dir / f"features_{name}.npz"
         data = read_bytes(path, _FIX)
         try:
@@ -181,6 +187,7 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | 
         judge=_read_json(metrics_dir / "judge.json", fix=_METRICS_FIX),
         training={m: _read_json(metrics_dir / f"train_{m}.json", fix=_METRICS_FIX)
                   for m in ("vae", "gan")},
+        prior_fit=_read_json(metrics_dir / "fit_prior.json", ("components",), _METRICS_FIX),
         manifest=_read_json(data_dir / "manifest.json"),
         title=title,
         commit=commit,

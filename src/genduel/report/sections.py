@@ -27,7 +27,7 @@ from genduel.report.document import (
 )
 from genduel.report.figures import Figures
 from genduel.report.glossary import link
-from genduel.report.inputs import BASELINES, COLUMNS, ROWS, ReportInputs
+from genduel.report.inputs import BASELINES, COLUMNS, ROWS, SAMPLERS, ReportInputs
 from genduel.report.variants import DASH, settings_rows
 
 NO_ENCODER = "no inference model (no encoder)"
@@ -66,6 +66,7 @@ def header_blocks(inp: ReportInputs) -> list[Block]:
         Para(summary.verdict, lead=True),
         *([Bullets(summary.groups)] if summary.groups else []),
         Para(summary.caveat),
+        Para(verdict_row_note(inp.evals)),
         Para(f"Dataset **{inp.manifest.get('dataset')}**, code commit `{inp.commit}`. Every "
              f"sample metric is the mean ± std over {proto.get('draws', '?')} independent draws "
              f"of {proto.get('num_samples', '?')} samples per model; the *Real data* column "
@@ -75,13 +76,37 @@ def header_blocks(inp: ReportInputs) -> list[Block]:
     ]
 
 
+def verdict_row_note(evals: dict[str, dict[str, Any]]) -> str:
+    """Which VAE row the verdict compares with the GAN, and why."""
+    if verdict.vae_row(evals) != "vae_prior":
+        return (f"The verdict compares the GAN with the *{COLUMNS['vae']}* row (this run has no "
+                "fitted-prior row).")
+    return (f"The VAE appears twice: *{COLUMNS['vae']}*, the lecture's sampler, and "
+            f"*{COLUMNS['vae_prior']}*, the same trained encoder and decoder sampled from a "
+            "density fitted to where its posterior puts mass. The verdict compares the GAN with "
+            f"the second: it is the VAE's sampler in this pipeline (`genduel sample "
+            "models/vae_prior.pt`, the MLflow model of fit_prior), and the first draws from "
+            "regions no training image maps to (see [Why the prior matters]"
+            "(#why-the-prior-matters)).")
+
+
 def model_blocks(inp: ReportInputs) -> list[Block]:
     """The "Models compared" section from each eval JSON's ``model_params``; [] when absent."""
     vae, gan = inp.evals["vae"].get("model_params"), inp.evals["gan"].get("model_params")
     if vae is None and gan is None:
         return []
+    prior = (inp.evals.get("vae_prior", {}).get("model_params") or {}).get("prior") or {}
     blocks: list[Block] = [Heading("Models compared"),
                            Table(["Setting", "VAE", "GAN"], settings_rows(vae, gan), link())]
+    if prior:
+        on = {"mean": "posterior means μ(x)", "sample": "single draws z ~ q(z ∣ x)"}.get(
+            prior.get("fit_on"), "latents")
+        blocks.append(Para(
+            f"Two VAE rows, one trained VAE: *{COLUMNS['vae']}* decodes latents drawn from the "
+            f"prior it was trained with; *{COLUMNS['vae_prior']}* decodes latents drawn from a "
+            f"{prior.get('chosen_components', '?')}-component full-covariance Gaussian mixture "
+            f"fitted by EM to the {on} of the training images (stage fit_prior; K chosen among "
+            f"{prior.get('components', '?')} by the log-likelihood of validation latents)."))
     vae_cond, gan_cond = bool((vae or {}).get("conditional")), bool((gan or {}).get("conditional"))
     if vae_cond:
         blocks.append(Para(
@@ -112,20 +137,22 @@ def winner_cells(evals: dict[str, dict[str, Any]], key: str, std_suffix: str = "
         return DASH, cells
     if comp.winner == verdict.TIE:
         return "tie", cells
-    i = ROWS.index(comp.winner.lower())
+    i = ROWS.index(verdict.vae_row(evals) if comp.winner == verdict.VAE else "gan")
     cells[i] = f"**{cells[i]}**"
     return f"**{comp.winner}**", cells
 
 
 def metric_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """One row per sample metric present in the files: label, direction, VAE, GAN, the winner
-    (by the tie rule of :mod:`genduel.report.verdict`), then real data and the baselines."""
+    """One row per sample metric present in the files: label, direction, both VAE rows, GAN, the
+    winner (by the tie rule of :mod:`genduel.report.verdict`), then real data and the
+    baselines."""
     rows = []
     for key in keys_of_kind(SAMPLE):
         if not any(key in evals.get(m, {}) for m in ROWS):
             continue
         winner, cells = winner_cells(evals, key)
-        rows.append([METRICS[key].label, _arrow(key), *cells[:2], winner, *cells[2:]])
+        n = len(SAMPLERS)
+        rows.append([METRICS[key].label, _arrow(key), *cells[:n], winner, *cells[n:]])
     return rows
 
 
@@ -133,12 +160,13 @@ def sample_metric_blocks(inp: ReportInputs) -> list[Block]:
     """The sample-quality table (judge features), models, real data and baselines side by side."""
     blocks: list[Block] = [
         Heading("Sample quality and diversity (judge features)"),
-        Table(["Metric", "Better", COLUMNS["vae"], COLUMNS["gan"], "Winner",
-               *(COLUMNS[m] for m in ROWS[2:])],
+        Table(["Metric", "Better", *(COLUMNS[m] for m in SAMPLERS), "Winner",
+               *(COLUMNS[m] for m in ROWS[len(SAMPLERS):])],
               metric_rows(inp.evals), link(SAMPLE)),
-        Para("*Winner*: the better of VAE and GAN (in bold), or *tie* when the gap is below the "
-             "combined ± of the two. FID and KID use the pipeline's own judge classifier, not "
-             "Inception-v3: compare them only across GenDuel runs with the same judge. The two "
+        Para(f"*Winner*: the better of *{COLUMNS[verdict.vae_row(inp.evals)]}* and GAN (in "
+             "bold), or *tie* when the gap is below the combined ± of the two. FID and KID use "
+             "the pipeline's own judge classifier, not Inception-v3: compare them only across "
+             "GenDuel runs with the same judge. The two "
              "baseline columns learn nothing but the mean and covariance of the training pixels "
              "(of each class, or of all images)."),
     ]
@@ -181,13 +209,13 @@ def beats(model: dict[str, Any], rung: dict[str, Any], key: str) -> str | None:
 
 
 def ladder_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
-    """Metric, direction, then for VAE and GAN whether each beats real data, the per-class
-    Gaussians and the one pixel Gaussian."""
+    """Metric, direction, then for each sampler (both VAE rows, the GAN) whether it beats real
+    data, the per-class Gaussians and the one pixel Gaussian."""
     rungs = ("real", *BASELINES)
     rows = []
     for key in LADDER_KEYS:
         cells = [beats(evals.get(m, {}), evals.get(r, {}), key)
-                 for m in ("vae", "gan") for r in rungs]
+                 for m in SAMPLERS for r in rungs]
         if all(c is None for c in cells):
             continue
         rows.append([METRICS[key].label, _arrow(key), *(c or DASH for c in cells)])
@@ -205,13 +233,14 @@ def ladder_summary(evals: dict[str, dict[str, Any]], model: str) -> str:
         which = ": " + ", ".join(won) if won else ""
         name = COLUMNS[rung][0].lower() + COLUMNS[rung][1:]
         parts.append(f"the {name} on {len(won)} of {total}{which}")
-    return f"The {model.upper()} beats " + "; ".join(parts) + "."
+    return f"*{COLUMNS[model]}* beats " + "; ".join(parts) + "."
 
 
 def ladder_blocks(inp: ReportInputs) -> list[Block]:
     """The baseline ladder: for each model and metric, which rungs it beats."""
     rungs = ("Real data", "Per-class G.", "Pixel G.")
-    header = ["Metric", "Better", *(f"{m} vs {r}" for m in ("VAE", "GAN") for r in rungs)]
+    short = {"vae": "VAE N(0, I)", "vae_prior": "VAE fitted", "gan": "GAN"}
+    header = ["Metric", "Better", *(f"{short[m]} vs {r}" for m in SAMPLERS for r in rungs)]
     return [
         Heading("Against the baseline ladder"),
         Para("Every number needs a scale. ✓: the model is better than that row on the metric, "
@@ -220,7 +249,7 @@ def ladder_blocks(inp: ReportInputs) -> list[Block]:
              "pixel Gaussians* (mean and full covariance of each class's training pixels) and "
              "*one pixel Gaussian* learn nothing else."),
         Table(header, ladder_rows(inp.evals), link(SAMPLE)),
-        Para(" ".join(ladder_summary(inp.evals, m) for m in ("vae", "gan"))),
+        Para(" ".join(ladder_summary(inp.evals, m) for m in SAMPLERS)),
     ]
 
 
@@ -228,7 +257,7 @@ def memorization_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
     """Row name, then the memorization keys (pixels, judge features) of every sampler."""
     keys = keys_of_kind(MEMORIZATION)
     return [[COLUMNS[m], *(fmt(evals[m].get(k)) for k in keys)]
-            for m in ("vae", "gan", *BASELINES) if any(k in evals.get(m, {}) for k in keys)]
+            for m in (*SAMPLERS, *BASELINES) if any(k in evals.get(m, {}) for k in keys)]
 
 
 def memorization_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
@@ -254,9 +283,9 @@ def memorization_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
         Para("No winner is marked: a higher NN ratio means less copying, not better samples "
              "(blurry samples lie far from every training image)."),
     ]
-    shown = [Figure(figs[f"memorization_{m}"].path, f"{m.upper()}: samples (odd rows) above "
+    shown = [Figure(figs[f"memorization_{m}"].path, f"{COLUMNS[m]}: samples (odd rows) above "
                     "their nearest training images (even rows)", PIXEL_SCALE)
-             for m in ("vae", "gan") if f"memorization_{m}" in figs]
+             for m in SAMPLERS if f"memorization_{m}" in figs]
     if shown:
         blocks.append(Gallery(shown))
     return blocks
@@ -266,10 +295,12 @@ def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list
     """Label, direction, then every row of :data:`ROWS`: the VAE's test-set bounds on log p(x)
     (the GAN defines no likelihood, real data and the baselines are not scored by them), then
     the Parzen-window estimate of every column."""
-    vae, none = evals["vae"], "no likelihood (implicit model)"
+    vae, fitted = evals["vae"], evals.get("vae_prior", {})
+    none = "no likelihood (implicit model)"
 
     def vae_only(label: str, direction: str, key: str, gan: str = none) -> list[str]:
-        return [label, direction, fmt(vae.get(key)), gan, "-", *["-"] * len(BASELINES)]
+        return [label, direction, fmt(vae.get(key)), fmt(fitted.get(key)), gan, "-",
+                *["-"] * len(BASELINES)]
 
     rows = [vae_only("ELBO (nats/image)", _arrow("elbo_nats"), "elbo_nats"),
             vae_only("ELBO (bits/dim)", _arrow("bits_per_dim"), "bits_per_dim")]
@@ -297,8 +328,11 @@ def likelihood_blocks(inp: ReportInputs) -> list[Block]:
               link(LIKELIHOOD)),
         Para("The VAE's decoder is a discretized logistic over the 256 pixel levels, so its "
              "ELBO and IWAE rows are true lower bounds on the log-probability of the 8-bit test "
-             "images (bits/dim = -bound / (pixels · ln 2)). The GAN is an implicit model with no "
-             "density: it has no likelihood to report."),
+             "images (bits/dim = -bound / (pixels · ln 2)). The fitted-prior column bounds the "
+             "two-stage model, the same encoder and decoder with the fitted mixture as p(z): "
+             "the same reconstruction term, a KL to the mixture estimated by Monte Carlo (no "
+             "closed form), and IWAE bounds from the same importance samples. The GAN is an "
+             "implicit model with no density: it has no likelihood to report."),
         Para(PARZEN_CAVEAT),
     ]
 
@@ -345,7 +379,8 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
         ["Sample seeds", ", ".join(map(str, proto["sample_seeds"]))],
         ["Reference set", proto["reference"]],
         ["Pixels", proto["pixels"]],
-        ["VAE samples", f"{vae_image(inp)} of p(x ∣ z) at z ~ N(0, I)"],
+        ["VAE samples", f"{vae_image(inp)} of p(x ∣ z) at z ~ N(0, I), and at z ~ the fitted "
+                        "prior (row *" + COLUMNS["vae_prior"] + "*)"],
         ["Feature extractor", proto["features"]],
         ["Judge sha256", f"`{proto['judge_sha256']}`"],
         ["Judge test accuracy", f"{100 * inp.judge.get('test_accuracy', float('nan')):.2f} %"],

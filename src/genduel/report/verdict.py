@@ -75,9 +75,22 @@ class Comparison(NamedTuple):
         return abs(self.vae - self.gan)
 
 
+#: The VAE row the verdict compares with the GAN: the VAE sampled from its fitted prior, the
+#: sampler the pipeline gives it (``genduel sample models/vae_prior.pt``, the MLflow model of
+#: fit_prior). The N(0, I) row draws from the prior's holes (see the report's "Why the prior
+#: matters"); a run without a fitted-prior row falls back to it.
+VERDICT_VAE_ROWS = ("vae_prior", "vae")
+
+
+def vae_row(evals: dict[str, dict[str, Any]]) -> str:
+    """The row of :data:`VERDICT_VAE_ROWS` the verdict uses: the first that ``evals`` has."""
+    return next((r for r in VERDICT_VAE_ROWS if evals.get(r)), VERDICT_VAE_ROWS[-1])
+
+
 def compare(evals: dict[str, dict[str, Any]], key: str) -> Comparison | None:
-    """The VAE and GAN rows on ``key`` by the tie rule; None when either lacks a number."""
-    vae, gan = evals.get("vae", {}), evals.get("gan", {})
+    """The VAE (:func:`vae_row`) and GAN rows on ``key`` by the tie rule; None when either
+    lacks a number."""
+    vae, gan = evals.get(vae_row(evals), {}), evals.get("gan", {})
     a, b = _number(vae.get(key)), _number(gan.get(key))
     if a is None or b is None:
         return None
