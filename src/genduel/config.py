@@ -132,6 +132,8 @@ class GANConfig:
     batch_size: int = _f(128, min=1)
     loss: str = _f("non_saturating", choices=GAN_LOSSES)
     gp_weight: float = _f(10.0, min=0.0, help="lambda of the WGAN-GP gradient penalty")
+    r1_weight: float = _f(0.0, min=0.0, help="gamma of the R1 penalty gamma/2 E||grad_x l(x)||^2 "
+                          "on real images (Mescheder et al. 2018); 0 = off; not with wgan_gp")
     d_steps: int = _f(1, min=1, help="k discriminator (critic) steps per generator step")
     optimizer: str = _f("adam", choices=("adam", "sgd_momentum"))
     lr_g: float = _f(2e-4, gt=0.0)
@@ -324,6 +326,10 @@ def _check_cross_field(section: str, cfg: Any) -> None:
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
             raise ConfigError(f"params.yaml: prior.components = {ks!r} must be a non-empty list "
                               "of integers >= 1")
+    if isinstance(cfg, GANConfig) and cfg.r1_weight > 0 and cfg.loss == "wgan_gp":
+        raise ConfigError(f"params.yaml: gan.r1_weight = {cfg.r1_weight} is for the "
+                          "non_saturating, minimax and hinge losses; wgan_gp has its own "
+                          "penalty (gan.gp_weight): set gan.r1_weight: 0.0")
     if isinstance(cfg, EvalConfig):
         ks = cfg.iwae_k
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):

@@ -160,6 +160,10 @@ def test_models_table_for_unconditional_bce_models_and_older_eval_files(with_par
     blocks = model_blocks(inputs(with_params(vae, gan)))
     rows = {r[0]: r[1:] for r in blocks[1].rows}
     assert "Gradient penalty weight λ" not in rows  # λ only applies to WGAN-GP
+    assert "R1 penalty weight γ (real images)" not in rows  # off
+    r1 = {r[0]: r[1:] for r in model_blocks(inputs(with_params(
+        vae, {**gan, "r1_weight": 1.0})))[1].rows}
+    assert r1["R1 penalty weight γ (real images)"] == [DASH, "1"]
     assert rows["Optimizer"][1] == "SGD, momentum 0.5"
     assert "not the ELBO" in rows["Objective"][0]
     assert len(blocks) == 2  # no conditional model: no notes

@@ -25,6 +25,7 @@ from genduel.models.gan import (
     d_loss,
     g_loss,
     gradient_penalty,
+    r1_penalty,
 )
 from genduel.models.vae import (
     VAE,
@@ -115,6 +116,61 @@ def test_wgan_critic_has_no_batchnorm_and_bce_discriminator_has():
     assert not has_bn(rebuilt)
 
 
+# ----------------------------------------------------------------------------- R1
+def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
+    """l(x) = <w, x> + b has grad_x l = w for every image: mean ||w||^2 = ||w||^2."""
+    gen = make_generator(0)
+    w = torch.randn(*SHAPE, generator=gen)
+    real = torch.randn(16, *SHAPE, generator=gen).requires_grad_(True)
+    scores = (real * w).flatten(1).sum(1) + 3.0  # (16,)
+    got = r1_penalty(scores, real)
+    assert got.item() == pytest.approx(w.pow(2).sum().item(), rel=1e-6)
+
+
+def test_r1_penalty_of_a_quadratic_discriminator_averages_the_per_image_norms():
+    """l(x) = ||x||^2 / 2 has grad_x l = x: the penalty is mean_i ||x_i||^2."""
+    real = torch.randn(8, *SHAPE, generator=make_generator(1)).requires_grad_(True)
+    got = r1_penalty(real.pow(2).flatten(1).sum(1) / 2, real)
+    assert got.item() == pytest.approx(real.detach().pow(2).flatten(1).sum(1).mean().item(),
+                                       rel=1e-6)
+
+
+def test_r1_enters_the_discriminator_update_as_gamma_over_two_times_the_penalty():
+    """One SGD step of D with r1_weight = gamma moves D's weights by -lr * gamma / 2 * grad R1
+    more than the step without it (same weights, batch and noise)."""
+    gamma, lr = 4.0, 0.1
+    split = _easy_split()
+    x = to_model_range(split.images[:16])
+    moved = {}
+    for weight in (0.0, gamma):
+        cfg = GANConfig(latent_dim=4, width=4, r1_weight=weight)
+        torch.manual_seed(0)
+        G, D = Generator(cfg, SHAPE), Discriminator(cfg, SHAPE)
+        start = [p.detach().clone() for p in D.parameters()]
+        if weight:  # grad of R1 at the starting weights, on a copy in the same (train) mode
+            probe = Discriminator(cfg, SHAPE)
+            probe.load_state_dict(D.state_dict())
+            xr = x.clone().requires_grad_(True)
+            r1_grads = torch.autograd.grad(r1_penalty(probe(xr), xr), list(probe.parameters()),
+                                           allow_unused=True)
+        gan_train_step(G, D, torch.optim.SGD(G.parameters(), lr=0.0),
+                       torch.optim.SGD(D.parameters(), lr=lr), [x], cfg,
+                       generator=make_generator(3), amp_ctx=NULL())
+        moved[weight] = [p.detach() - s for p, s in zip(D.parameters(), start)]
+    for plain, with_r1, g in zip(moved[0.0], moved[gamma], r1_grads):
+        want = torch.zeros_like(plain) if g is None else -lr * gamma / 2 * g
+        torch.testing.assert_close(with_r1 - plain, want, atol=1e-6, rtol=1e-4)
+
+
+def test_r1_is_refused_with_wgan_gp():
+    from genduel.config import validate
+
+    with pytest.raises(ConfigError, match=r"gan.r1_weight = 1.0 .* set gan.r1_weight: 0.0"):
+        validate("gan", GANConfig, {"loss": "wgan_gp", "r1_weight": 1.0})
+    with pytest.raises(ConfigError, match="gan.r1_weight = -1.0 is below the minimum"):
+        validate("gan", GANConfig, {"r1_weight": -1.0})
+
+
 # ----------------------------------------------------------------------------- every variant
 def _easy_split(n: int = 96, seed: int = 0) -> Split:
     """Three classes of 8x8 images: a bright horizontal band in the top, middle or bottom."""
@@ -131,6 +187,7 @@ VARIANTS = [
     {"loss": "minimax"}, {"loss": "non_saturating"}, {"loss": "wgan_gp", "d_steps": 2},
     {"optimizer": "sgd_momentum", "lr_g": 0.01, "lr_d": 0.01},
     {"conditional": True}, {"conditional": True, "loss": "wgan_gp"},
+    {"r1_weight": 1.0}, {"loss": "hinge", "r1_weight": 1.0},
 ]
 
 
@@ -160,7 +217,7 @@ def test_every_variant_trains_and_its_checkpoint_rebuilds_it(tmp_path, variant):
                         tracker=RecordingTracker(), checkpoint_path=tmp_path / "gan.pt",
                         artifacts_dir=tmp_path / "art")
     assert all(math.isfinite(summary[k]) for k in ("d_loss", "g_loss", "d_acc"))
-    assert (summary["gp"] > 0) == (cfg.loss == "wgan_gp")
+    assert (summary["gp"] > 0) == (cfg.loss == "wgan_gp" or cfg.r1_weight > 0)
     ckpt = load_checkpoint(tmp_path / "gan.pt", "gan")
     assert ckpt["extra"]["config"] == dataclasses.asdict(cfg)
     opt_state = ckpt["optimizers"]["generator"]["param_groups"][0]

@@ -225,6 +225,27 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+def r1_penalty(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The R1 penalty ``mean_i ||grad_x l(x_i)||_2^2`` on real images (Mescheder et al. 2018,
+    eq. 9), scalar; D's loss adds ``gamma / 2`` times it (``gan.r1_weight`` = gamma).
+
+    It pushes D's gradient on the data towards 0, so D cannot keep sharpening its boundary at
+    the real images: the equilibrium of the regularized game is locally convergent where the
+    unregularized one oscillates (Mescheder et al., Theorem 4.1). For a linear
+    ``l(x) = w . x + b`` it equals ``||w||^2`` whatever the batch.
+
+    Args:
+        real_scores: l(x) (B,), computed from ``real`` with ``real.requires_grad`` set; the graph
+            is kept (``create_graph``) so the penalty trains D.
+        real: the real batch (B, ...) the scores came from.
+
+    Returns:
+        Scalar: the per-image squared gradient norm, averaged over the batch.
+    """
+    (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)  # (B, C, H, W)
+    return grad.flatten(1).pow(2).sum(1).mean()
+
+
 def hinge_d_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
     """The hinge loss of D (Lim & Ye 2017; Miyato et al. 2018, eq. 16), scalar:
     ``mean relu(1 - l(x)) + mean relu(1 + l(G(z)))``.

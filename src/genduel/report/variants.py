@@ -71,6 +71,8 @@ SETTINGS: list[tuple[str, Cell, Cell]] = [
     ("Objective", _vae_objective, lambda g: GAN_OBJECTIVES.get(g.get("loss"), _setting(g, "loss"))),
     ("Gradient penalty weight λ", _none,
      lambda g: _setting(g, "gp_weight") if g.get("loss") == "wgan_gp" else DASH),
+    ("R1 penalty weight γ (real images)", _none,
+     lambda g: _setting(g, "r1_weight") if g.get("r1_weight") else DASH),
     ("Monte Carlo samples of z per image", _key("mc_samples"), _none),
     ("Decoder p(x ∣ z) per pixel", lambda v: DASH if "decoder_components" not in v else
      ("discretized logistic" if v["decoder_components"] == 1 else

@@ -3,8 +3,9 @@
 One *step* is one generator update: k = ``gan.d_steps`` discriminator (critic) updates, each on a
 fresh real batch and fresh noise, then one generator update on fresh noise (see
 :func:`gan_train_step`). ``gan.loss`` picks the objective: the minimax game with the saturating or
-the non-saturating generator loss, or WGAN-GP (critic loss plus ``gan.gp_weight`` times the
-gradient penalty). An epoch is one pass over the shuffled training set in real batches, i.e.
+the non-saturating generator loss, the hinge loss, or WGAN-GP (critic loss plus ``gan.gp_weight``
+times the gradient penalty); ``gan.r1_weight`` adds the R1 penalty on real images to the first
+three. An epoch is one pass over the shuffled training set in real batches, i.e.
 ``floor(N / batch_size) // k`` steps. Per epoch: a sample grid from a fixed noise batch, a fixed
 set of ``gan.diag_samples`` samples for the class-coverage diagnostic (``epoch_samples.pt``), a
 row of ``epochs.csv`` (means and within-epoch std of the losses) and an atomic checkpoint, so a
@@ -51,6 +52,7 @@ from genduel.models.gan import (
     g_loss,
     gradient_penalty,
     hinge_d_loss,
+    r1_penalty,
 )
 from genduel.runtime import ONE_PROCESS, World, autocast, data_parallel, eval_mode, make_generator
 from genduel.tracking.base import CsvLog, Tracker
@@ -81,6 +83,9 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
               amp_ctx: contextlib.AbstractContextManager, step: int) -> torch.Tensor:
     """One D (critic) update; returns [loss, sum D(x), sum D(G(z)), correct, penalty] (5,).
 
+    ``penalty`` is WGAN-GP's gradient penalty, or with ``gan.r1_weight`` > 0 the R1 penalty
+    (:func:`~genduel.models.gan.r1_penalty`, added to the loss times ``r1_weight / 2``).
+
     For BCE and hinge losses D(.) is sigmoid(score) and "correct" thresholds it at 1/2 (the
     hinge decision boundary, score 0, is the same point). For WGAN-GP the
     sums are of raw critic scores and a score counts as "real" above the midpoint of the batch's
@@ -91,15 +96,19 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
     with amp_ctx:
         with torch.no_grad():
             fake = G(z, y)  # (B, C, H, W); G gets no gradient from D's update
+        if cfg.r1_weight > 0:  # R1 differentiates D's real scores with respect to x
+            x = x.detach().requires_grad_(True)
         # Separate real and fake passes, as in DCGAN: BatchNorm sees one kind per batch.
         real_out, fake_out = D(x, y).float(), D(fake, y).float()  # (B,), (B,)
+        penalty = torch.zeros((), device=x.device)
         if cfg.loss == "wgan_gp":
             penalty = gradient_penalty(D, x, fake, y, generator).float()
             loss = critic_loss(real_out, fake_out) + cfg.gp_weight * penalty
-        elif cfg.loss == "hinge":
-            penalty, loss = torch.zeros((), device=x.device), hinge_d_loss(real_out, fake_out)
         else:
-            penalty, loss = torch.zeros((), device=x.device), d_loss(real_out, fake_out)
+            loss = (hinge_d_loss if cfg.loss == "hinge" else d_loss)(real_out, fake_out)
+            if cfg.r1_weight > 0:
+                penalty = r1_penalty(real_out, x)
+                loss = loss + cfg.r1_weight / 2 * penalty
     _check_finite("d_loss", loss, step)
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
@@ -147,8 +156,8 @@ def gan_train_step(G: Generator, D: Discriminator, opt_g: torch.optim.Optimizer,
     Returns:
         ``d_loss`` (mean over the k updates), ``d_real`` = mean D(x), ``d_fake`` = mean D(G(z))
         (critic scores for WGAN-GP), ``d_acc`` = accuracy of D over the k updates' real and fake
-        images (all measured before each D update), ``gp`` = mean gradient penalty (0 unless
-        WGAN-GP), and ``g_loss`` of the G update.
+        images (all measured before each D update), ``gp`` = mean gradient penalty (WGAN-GP's,
+        or R1's when ``cfg.r1_weight`` > 0; else 0), and ``g_loss`` of the G update.
 
     Raises:
         TrainingError: a loss is NaN or infinite; raised before that optimizer step, so the
