@@ -134,6 +134,9 @@ class GANConfig:
     gp_weight: float = _f(10.0, min=0.0, help="lambda of the WGAN-GP gradient penalty")
     r1_weight: float = _f(0.0, min=0.0, help="gamma of the R1 penalty gamma/2 E||grad_x l(x)||^2 "
                           "on real images (Mescheder et al. 2018); 0 = off; not with wgan_gp")
+    r1_every: int = _f(1, min=1, help="apply R1 on the D updates of every r1_every-th generator "
+                       "step only, weighted r1_every times (lazy regularization, Karras et al. "
+                       "2020): the same penalty on average at a fraction of its cost")
     d_steps: int = _f(1, min=1, help="k discriminator (critic) steps per generator step")
     optimizer: str = _f("adam", choices=("adam", "sgd_momentum"))
     lr_g: float = _f(2e-4, gt=0.0)

@@ -135,15 +135,18 @@ def test_r1_penalty_of_a_quadratic_discriminator_averages_the_per_image_norms():
                                        rel=1e-6)
 
 
-def test_r1_enters_the_discriminator_update_as_gamma_over_two_times_the_penalty():
+@pytest.mark.parametrize(("every", "step", "factor"), [(1, 0, 1), (4, 1, 0), (4, 8, 4)])
+def test_r1_enters_the_discriminator_update_as_gamma_over_two_times_the_penalty(every, step,
+                                                                                factor):
     """One SGD step of D with r1_weight = gamma moves D's weights by -lr * gamma / 2 * grad R1
-    more than the step without it (same weights, batch and noise)."""
+    more than the step without it (same weights, batch and noise); lazily (r1_every = 4) that is
+    4 times as much at a step divisible by 4 and nothing at the others."""
     gamma, lr = 4.0, 0.1
     split = _easy_split()
     x = to_model_range(split.images[:16])
     moved = {}
     for weight in (0.0, gamma):
-        cfg = GANConfig(latent_dim=4, width=4, r1_weight=weight)
+        cfg = GANConfig(latent_dim=4, width=4, r1_weight=weight, r1_every=every)
         torch.manual_seed(0)
         G, D = Generator(cfg, SHAPE), Discriminator(cfg, SHAPE)
         start = [p.detach().clone() for p in D.parameters()]
@@ -155,10 +158,10 @@ def test_r1_enters_the_discriminator_update_as_gamma_over_two_times_the_penalty(
                                            allow_unused=True)
         gan_train_step(G, D, torch.optim.SGD(G.parameters(), lr=0.0),
                        torch.optim.SGD(D.parameters(), lr=lr), [x], cfg,
-                       generator=make_generator(3), amp_ctx=NULL())
+                       generator=make_generator(3), amp_ctx=NULL(), step=step)
         moved[weight] = [p.detach() - s for p, s in zip(D.parameters(), start)]
     for plain, with_r1, g in zip(moved[0.0], moved[gamma], r1_grads):
-        want = torch.zeros_like(plain) if g is None else -lr * gamma / 2 * g
+        want = torch.zeros_like(plain) if g is None else -lr * gamma * factor / 2 * g
         torch.testing.assert_close(with_r1 - plain, want, atol=1e-6, rtol=1e-4)
 
 

@@ -72,7 +72,9 @@ SETTINGS: list[tuple[str, Cell, Cell]] = [
     ("Gradient penalty weight λ", _none,
      lambda g: _setting(g, "gp_weight") if g.get("loss") == "wgan_gp" else DASH),
     ("R1 penalty weight γ (real images)", _none,
-     lambda g: _setting(g, "r1_weight") if g.get("r1_weight") else DASH),
+     lambda g: (_setting(g, "r1_weight") + (f", every {g['r1_every']} G steps"
+                                             if g.get("r1_every", 1) > 1 else ""))
+     if g.get("r1_weight") else DASH),
     ("Monte Carlo samples of z per image", _key("mc_samples"), _none),
     ("Decoder p(x ∣ z) per pixel", lambda v: DASH if "decoder_components" not in v else
      ("discretized logistic" if v["decoder_components"] == 1 else

@@ -84,7 +84,9 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
     """One D (critic) update; returns [loss, sum D(x), sum D(G(z)), correct, penalty] (5,).
 
     ``penalty`` is WGAN-GP's gradient penalty, or with ``gan.r1_weight`` > 0 the R1 penalty
-    (:func:`~genduel.models.gan.r1_penalty`, added to the loss times ``r1_weight / 2``).
+    (:func:`~genduel.models.gan.r1_penalty`, added to the loss times ``r1_weight / 2``), lazily:
+    at generator steps divisible by ``gan.r1_every`` only, then weighted ``r1_every`` times
+    (StyleGAN2's lazy regularization; its double backward is the costly part of the update).
 
     For BCE and hinge losses D(.) is sigmoid(score) and "correct" thresholds it at 1/2 (the
     hinge decision boundary, score 0, is the same point). For WGAN-GP the
@@ -93,10 +95,11 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
     use the real batch's labels y, so D compares like with like.
     """
     z = G.sample_latent(x.shape[0], generator)  # (B, latent)
+    r1 = cfg.r1_weight > 0 and cfg.loss != "wgan_gp" and step % cfg.r1_every == 0
     with amp_ctx:
         with torch.no_grad():
             fake = G(z, y)  # (B, C, H, W); G gets no gradient from D's update
-        if cfg.r1_weight > 0:  # R1 differentiates D's real scores with respect to x
+        if r1:  # R1 differentiates D's real scores with respect to x
             x = x.detach().requires_grad_(True)
         # Separate real and fake passes, as in DCGAN: BatchNorm sees one kind per batch.
         real_out, fake_out = D(x, y).float(), D(fake, y).float()  # (B,), (B,)
@@ -106,9 +109,9 @@ def _d_update(G: Generator, D: Discriminator, opt_d: torch.optim.Optimizer, x: t
             loss = critic_loss(real_out, fake_out) + cfg.gp_weight * penalty
         else:
             loss = (hinge_d_loss if cfg.loss == "hinge" else d_loss)(real_out, fake_out)
-            if cfg.r1_weight > 0:
+            if r1:
                 penalty = r1_penalty(real_out, x)
-                loss = loss + cfg.r1_weight / 2 * penalty
+                loss = loss + cfg.r1_weight * cfg.r1_every / 2 * penalty
     _check_finite("d_loss", loss, step)
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
