@@ -116,7 +116,8 @@ def write_prior_gap(gap: PriorGap, path: Path) -> None:
                   label=f"{label} (median {np.median(d):.2f})")
     left.set_xlabel("distance to the nearest training image's posterior mean")
     left.set_ylabel("latents")
-    left.legend(fontsize=7)
+    left.set_ylim(top=left.get_ylim()[1] * 1.45)  # room for the legend above the histograms
+    left.legend(fontsize=7, loc="upper right")
     left.set_title("Where each prior draws, against the posterior")
     kl = np.sort(gap.kl_per_dim)[::-1]
     right.bar(np.arange(len(kl)), kl, color="tab:gray")

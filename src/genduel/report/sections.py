@@ -106,7 +106,8 @@ def model_blocks(inp: ReportInputs) -> list[Block]:
             f"prior it was trained with; *{COLUMNS['vae_prior']}* decodes latents drawn from a "
             f"{prior.get('chosen_components', '?')}-component full-covariance Gaussian mixture "
             f"fitted by EM to the {on} of the training images (stage fit_prior; K chosen among "
-            f"{prior.get('components', '?')} by the log-likelihood of validation latents)."))
+            f"{prior.get('components', '?')} by the log-likelihood of validation latents; "
+            f"temperature {fmt(prior.get('temperature', 1.0))})."))
     vae_cond, gan_cond = bool((vae or {}).get("conditional")), bool((gan or {}).get("conditional"))
     if vae_cond:
         blocks.append(Para(

@@ -100,6 +100,15 @@ def prior_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
                    if k.startswith("val_ll_nats_k"))
     on = {"mean": "posterior means μ(x)", "sample": "one draw z ~ q(z ∣ x)"}.get(
         prior.get("fit_on"), "latents")
+    active, temperature = vae.get("active_units"), prior.get("temperature", 1.0)
+    rest = ("" if active is None or active == dims
+            else "; the others are noise the decoder ignores")
+    widened = ("" if temperature == 1.0 else
+               f" After the fit every component's covariance is widened by the temperature "
+               f"{fmt(temperature)} (× {fmt(temperature ** 2)}), which trades a little "
+               "precision for diversity; the sampled density gives the validation latents "
+               f"{fmt(fit.get('sampled_val_ll_nats'))} nats each, and the likelihood rows of "
+               "the fitted-prior column are its bounds.")
     return [
         Heading("Why the prior matters"),
         Para("The VAE is trained with the prior p(z) = N(0, I), but its encoder does not fill "
@@ -109,15 +118,16 @@ def prior_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
              "training images and the row *" + COLUMNS["vae_prior"] + "* samples from it: the "
              "same encoder and decoder, another p(z) (ex-post density estimation, Ghosh et al. "
              "2020; the two-stage VAE of Dai & Wipf 2019). The number of components is chosen "
-             "by the log-likelihood of held-out validation latents, never of the fitted ones."),
+             "by the log-likelihood of held-out validation latents, never of the fitted ones."
+             + widened),
         shown(figs["prior_gap"], "Left: distance of each latent to the nearest training "
                                  "image's posterior mean. Right: mean KL(q(z_d ∣ x) ‖ N(0, 1)) "
                                  "of each latent dimension on validation images"),
         Para(f"Draws from N(0, I) lie {fmt(vae.get('latent_nn_ratio'))} × as far from the "
              "nearest training latent as held-out images' latents do (median), draws from the "
              f"fitted prior {fmt(fitted.get('latent_nn_ratio'))} × (1 = where new data lands). "
-             f"{fmt(vae.get('active_units'))} of the {dims} latent dimensions carry "
-             "information (mean KL above 0.01 nats); the others are noise the decoder ignores."),
+             f"{fmt(active)} of the {dims} latent dimensions carry information (mean KL above "
+             f"0.01 nats){rest}."),
         Table(["Mixture components K", "Validation latents, log-likelihood (nats/latent)",
                "Chosen"],
               [[str(k), fmt(v), "✓" if k == fit.get("components") else ""] for k, v in sizes],
