@@ -51,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
             summary = fit_summary(fits, sampled_val_ll)
             tracker.log_metrics(summary)
             model = rebuild(load_checkpoint(staging.path(args.out), "vae"), "vae", build_vae)
-            tracker.log_model(model, "vae", model_example(model, "vae", args.data))
+            # "vae_prior": in MLflow's model list beside train_vae's "vae", the same network
+            tracker.log_model(model, "vae_prior", model_example(model, "vae", args.data))
             write_json(staging.path(args.metrics), summary)
-            write_run_record("fit_prior", {"mlflow_run_id": tracker.run_id,
-                                           "fit_seconds": round(time.perf_counter() - start, 2)},
-                             staging.path(record).parent)
+            write_run_record("fit_prior", {
+                "mlflow_run_id": tracker.run_id,
+                "fit_seconds": round(time.perf_counter() - start, 2),
+                **{f"em_seconds_k{f.components}": round(f.seconds, 2) for f in fits}},
+                staging.path(record).parent)
         log.info("prior: %d-component GMM (validation latents %.2f nats)",
                  summary["components"], summary["val_ll_nats"])
 

@@ -349,9 +349,10 @@ def test_num_samples_beyond_the_splits_is_clamped_with_a_warning(caplog):
 
 def test_evaluate_records_its_run_and_reads_the_training_runs_from_run_records(tiny_pipeline):
     runs = {s: json.loads((tiny_pipeline / "runs" / f"{s}.json").read_text())
-            for s in ("train_vae", "train_gan", "evaluate")}
-    assert runs["evaluate"]["training_run_ids"] == {m: runs[f"train_{m}"]["mlflow_run_id"]
-                                                    for m in ("vae", "gan")}
+            for s in ("train_vae", "fit_prior", "train_gan", "evaluate")}
+    assert runs["evaluate"]["training_run_ids"] == {
+        m: runs[stage]["mlflow_run_id"]
+        for m, stage in (("vae", "train_vae"), ("vae_prior", "fit_prior"), ("gan", "train_gan"))}
     assert len(runs["evaluate"]["mlflow_run_id"]) == 32 and runs["evaluate"]["machine"]["cpu"]
     details = json.loads((tiny_pipeline / "eval" / "details_vae.json").read_text())
     assert "mlflow_run_id" not in details  # volatile: only in runs/*.json

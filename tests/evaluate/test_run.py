@@ -37,7 +37,8 @@ def test_evaluate_all_writes_every_new_key_for_every_row(tmp_path, banded, stub_
     vae_prior = copy.deepcopy(vae)  # the same VAE, sampled from a two-component mixture
     vae_prior.prior = GMMPrior(torch.tensor([0.3, 0.7]), torch.tensor([[1.0, 0.0], [-1.0, 0.5]]),
                                torch.eye(2).expand(2, 2, 2) * 0.2)
-    inputs = EvalInputs(judge=stub_judge, vae=vae, vae_prior=vae_prior, generator=generator, train=train,
+    inputs = EvalInputs(judge=stub_judge, vae=vae, vae_prior=vae_prior, generator=generator,
+                        train=train,
                         val=banded(20, 1, shape), test=banded(40, 2, shape),
                         judge_sha256="0" * 64, judge_accuracy=0.9,
                         model_params={"gan": dataclasses.asdict(gan_cfg)},

@@ -28,7 +28,8 @@ import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = {"prepare", "judge", "train_vae", "gan_init", "train_gan", "evaluate", "report"}
+STAGES = {"prepare", "judge", "train_vae", "fit_prior", "gan_init", "train_gan", "evaluate",
+          "report"}
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.e2e
@@ -154,7 +155,8 @@ def ui(pipeline):
 def test_one_parent_per_pipeline_run_holds_its_stage_runs(pipeline, ui):
     _, exp, parents, children = ui
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
-    rows = {f"evaluate/{r}" for r in ("vae", "gan", "real", "class_gaussians", "pixel_gaussian")}
+    rows = {f"evaluate/{r}" for r in ("vae", "vae_prior", "gan", "real", "class_gaussians",
+                                      "pixel_gaussian")}
     assert set(children[0]) == STAGES | rows  # rows nest one level down, under evaluate
     assert pipeline["second_ran"] == {"train_gan", "evaluate", "report"}
     assert set(children[1]) == pipeline["second_ran"] | rows  # cached stages have no run
@@ -201,8 +203,9 @@ def test_models_are_named_signed_linked_and_load_back(pipeline, ui):
     found = requests.post(f"{pipeline['url']}/api/2.0/mlflow/logged-models/search",
                           json={"experiment_ids": [exp.experiment_id]}, timeout=30).json()
     models = {m["info"]["name"]: m for m in found["models"]}
-    assert set(models) == {"judge", "vae", "generator"}  # train_gan ran twice: two generators
-    assert len(found["models"]) == 4
+    # train_gan ran twice: two generators; fit_prior's model is the VAE with its fitted prior
+    assert set(models) == {"judge", "vae", "vae_prior", "generator"}
+    assert len(found["models"]) == 5
     generators = {m["info"]["source_run_id"]: m["info"]["model_id"] for m in found["models"]
                   if m["info"]["name"] == "generator"}
     assert set(generators) == {stages["train_gan"].info.run_id for stages in children}
@@ -223,6 +226,9 @@ def test_models_are_named_signed_linked_and_load_back(pipeline, ui):
     with torch.no_grad():
         images = vae.sample(3)
         assert images.shape == (3, 1, 28, 28) and judge(images).logits.shape == (3, 10)
+        fitted = mlflow.pytorch.load_model(f"models:/{models['vae_prior']['info']['model_id']}")
+        assert type(fitted.prior).__name__ == "GMMPrior"  # the prior travels with the model
+        assert fitted.eval().sample(3).shape == images.shape
         for generator in gens:  # clone A's and clone B's
             assert generator.sample(3).shape == images.shape
 

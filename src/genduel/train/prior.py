@@ -73,7 +73,8 @@ def save_fitted(vae: VAE, source: dict[str, Any], path: Path, fits: list[GMMFit]
     """The VAE checkpoint ``source`` with the fitted prior: its ``model_config`` names the
     prior, its state dict holds the prior's parameters, and ``extra`` records the fit. The
     optimizer state is left out (this file is for sampling and evaluation; train_vae's
-    checkpoint resumes training)."""
+    checkpoint resumes training), and so are the fits' wall times: the file's bytes depend on
+    the results alone, so a re-run that fits the same prior does not re-run evaluate."""
     chosen = max(fits, key=lambda f: f.val_ll_nats)
     save_checkpoint(path, {
         "kind": "vae",
@@ -81,7 +82,8 @@ def save_fitted(vae: VAE, source: dict[str, Any], path: Path, fits: list[GMMFit]
         "state_dicts": {"vae": {k: v.cpu() for k, v in vae.state_dict().items()}},
         "step": source.get("step", 0), "epoch": source.get("epoch", 0),
         "extra": {**(source.get("extra") or {}),
-                  "prior": {"fit": [f._asdict() for f in fits],
+                  "prior": {"fit": [{k: v for k, v in f._asdict().items() if k != "seconds"}
+                                    for f in fits],
                             "chosen_components": chosen.components,
                             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}},
     })
