@@ -40,11 +40,12 @@ from genduel.models.likelihood import bits_per_dim
 from genduel.models.prior import StandardNormalPrior
 from genduel.models.vae import (
     cvae_elbo,
-    elbo_terms,
+    elbo_estimate,
     iwae_bound,
     kl_monte_carlo,
     marginal_bound,
     num_dims,
+    vae_log_likelihood_fn,
 )
 from genduel.runtime import eval_mode, make_generator, progress
 
@@ -95,13 +96,13 @@ def _bounds(vae: Any, test: Split, cfg: EvalConfig, device: torch.device,
                               unit="batch"):
             x = to_model_range(test.images[start:start + cfg.batch_size]).to(device)
             y = test.labels[start:start + cfg.batch_size].to(device) if vae.conditional else None
-            terms = elbo_terms(vae, x, 1, gen, y)
+            mu, logvar = vae.encode(x, y)  # once: both priors' ELBOs share q(z | x)
+            terms = elbo_estimate(vae_log_likelihood_fn(vae, x, y), mu, logvar, 1, gen)
             elbo = cvae_elbo(terms, vae.num_classes) if vae.conditional else terms.elbo_nats
             elbos.append(elbo.double().cpu())
             recons.append(terms.log_px_z_nats.double().cpu())
             kls.append(terms.kl_nats.double().cpu())
             if fitted is not None:
-                mu, logvar = vae.encode(x, y)
                 fitted_kls.append(kl_monte_carlo(mu, logvar, fitted, KL_SAMPLES, kl_gen)
                                   .double().cpu())
         recon = torch.cat(recons)

@@ -82,10 +82,8 @@ def prior_gap(vae: VAE, fitted: torch.nn.Module, train: Split, val: Split, *, n:
         val_mu, val_logvar = _posterior(vae, val, val_idx, batch_size, device)
         draws = {"vae": StandardNormalPrior(vae.latent_dim).sample(len(val_idx), gen,
                                                                    dtype=torch.float64),
-                 "vae_prior": fitted.cpu().sample(len(val_idx), make_generator(seed + 1),
-                                                  device=torch.device("cpu"),
-                                                  dtype=torch.float64)}
-    fitted.to(device)
+                 "vae_prior": fitted.sample(len(val_idx), make_generator(seed + 1),
+                                            device=torch.device("cpu"), dtype=torch.float64)}
     distances = {"val": nearest_distances(val_mu, train_mu),
                  **{name: nearest_distances(z, train_mu) for name, z in draws.items()}}
     # KL(N(mu, s^2) || N(0, 1)) per dimension, mean over the validation images: (D,)
