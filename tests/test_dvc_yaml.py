@@ -113,7 +113,7 @@ def test_evaluate_writes_one_metrics_file_per_row_the_report_reads():
 
 
 def test_every_stage_but_validate_depends_on_its_output():
-    """The validate stage runs first and guards every other stage's outputs (README, Errors)."""
+    """The validate stage runs first and guards every other stage's outputs (docs/errors.md)."""
     assert list(STAGES)[0] == "validate"
     assert STAGES["validate"]["deps"][:2] == ["pipeline/validate.py", "params.yaml"]
     for stage, spec in STAGES.items():

@@ -1,6 +1,6 @@
 """End to end: two clones share an experiment through a bare git repo and a DVC remote.
 
-The team workflow of the README's "Teams and clusters": clone A runs a tiny ``dvc exp run`` and
+The team workflow of docs/teams.md (sharing experiments): clone A runs a tiny ``dvc exp run`` and
 ``dvc exp push``es it (git refs to ``origin``, outputs to the default DVC remote, a plain
 directory here); clone B ``dvc exp pull``s it, sees its metrics in ``dvc exp show``, applies it
 and ``dvc pull``s the models, evaluation and report byte for byte without running any stage, and
