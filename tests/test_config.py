@@ -96,6 +96,10 @@ def test_init_from_vae_shape_mismatch_fails_every_stage_before_training(tmp_path
     with pytest.raises(ConfigError, match=r"mixture has no single mean channel.*"
                                           r"vae\.decoder_components=1"):
         load_all(p)
+    p.write_text("vae:\n  latent_dim: 16\n  width: 32\n  decoder_components: 1\ngan:\n"
+                 "  init_from_vae: true\n  latent_dim: 16\n  width: 32\n  g_arch: resize\n")
+    with pytest.raises(ConfigError, match=r"decoder's layers.*-S gan\.g_arch=deconv"):
+        load_all(p)  # a resize generator has no layer the decoder's weights fit
     p.write_text("gan:\n  init_from_vae: false\n  latent_dim: 64\n")  # off: shapes are free
     assert load_all(p)["gan"].latent_dim == 64
 

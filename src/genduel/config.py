@@ -124,6 +124,11 @@ class GANConfig:
     width: int = _f(24, min=4, help="generator channels of the first conv block; doubled per "
                     "block")
     d_width: int = _f(0, min=0, help="discriminator channels of its first conv block; 0 = width")
+    g_arch: str = _f("deconv", choices=("deconv", "resize"), help="how G doubles the resolution: "
+                     "deconv = 4x4 stride-2 transposed convs (DCGAN); resize = nearest-neighbour "
+                     "upsampling + 3x3 convs (no checkerboard, Odena et al. 2016)")
+    g_extra_convs: int = _f(0, min=0, max=8, help="3x3 conv layers (BatchNorm, ReLU) G adds at "
+                            "half resolution, between its two upsamplings")
     spectral_norm: bool = _f(False, help="spectral normalization of every D layer (Miyato et "
                              "al. 2018); D then has no BatchNorm")
     ema_decay: float = _f(0.0, min=0.0, max=0.9999, help="exponential moving average of G's "
@@ -360,6 +365,11 @@ def check_init_from_vae(gan: GANConfig, vae_model: Mapping[str, Any]) -> None:
     """
     if not gan.init_from_vae:
         return
+    if gan.g_arch != "deconv" or gan.g_extra_convs:
+        raise ConfigError(f"gan.init_from_vae copies the VAE decoder's layers, but G has "
+                          f"g_arch = {gan.g_arch}, g_extra_convs = {gan.g_extra_convs}; set "
+                          "-S gan.g_arch=deconv -S gan.g_extra_convs=0 or "
+                          "-S gan.init_from_vae=false")
     if int(vae_model.get("decoder_components", 1)) != 1:
         raise ConfigError(f"gan.init_from_vae copies the mean channels of a one-logistic VAE "
                           f"decoder, but vae.decoder_components = "

@@ -52,6 +52,8 @@ class _GANNet(nn.Module):
         self.latent_dim = int(cfg.latent_dim)
         self.width = int(cfg.width)
         self.d_width = int(cfg.d_width) or self.width
+        self.g_arch = str(cfg.g_arch)
+        self.g_extra_convs = int(cfg.g_extra_convs)
         self.spectral_norm = bool(cfg.spectral_norm)
         self.loss = cfg.loss
         self.num_classes = int(num_classes)
@@ -65,6 +67,7 @@ class _GANNet(nn.Module):
         """Everything :func:`build_generator` / :func:`build_discriminator` need (one dict for
         both nets, plain types, for checkpoints)."""
         return {"latent_dim": self.latent_dim, "width": self.width, "d_width": self.d_width,
+                "g_arch": self.g_arch, "g_extra_convs": self.g_extra_convs,
                 "spectral_norm": self.spectral_norm,
                 "image_shape": list(self.image_shape), "loss": self.loss,
                 "conditional": self.conditional, "num_classes": self.num_classes}
@@ -76,7 +79,8 @@ class Generator(_GANNet):
     The same map as the VAE's decoder mean, which is what ``gan.init_from_vae`` relies on.
 
     Args:
-        cfg: the ``gan`` section; uses ``latent_dim``, ``width``, ``loss`` and ``conditional``.
+        cfg: the ``gan`` section; uses ``latent_dim``, ``width``, ``g_arch``,
+            ``g_extra_convs``, ``loss`` and ``conditional``.
         image_shape: (C, H, W) of the images; H and W divisible by 4.
         num_classes: K labels a conditional G takes (ignored when unconditional).
     """
@@ -85,7 +89,8 @@ class Generator(_GANNet):
                  num_classes: int = 0) -> None:
         super().__init__(cfg, image_shape, num_classes)
         self.net = ConvDecoder(self.latent_dim, self.image_shape, self.width, self.image_shape[0],
-                               cond_dim=self.cond_dim)
+                               cond_dim=self.cond_dim, upsample=self.g_arch,
+                               extra_convs=self.g_extra_convs)
         self.to(memory_format=torch.channels_last)  # ~1.2x per train step on the CPU
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -146,6 +151,8 @@ def _cfg(model_config: dict[str, Any]) -> tuple[GANConfig, tuple[int, int, int],
         cfg = GANConfig(latent_dim=int(model_config["latent_dim"]),
                         width=int(model_config["width"]),
                         d_width=int(model_config.get("d_width", 0)),
+                        g_arch=str(model_config.get("g_arch", "deconv")),
+                        g_extra_convs=int(model_config.get("g_extra_convs", 0)),
                         spectral_norm=bool(model_config.get("spectral_norm", False)),
                         loss=str(model_config.get("loss", "non_saturating")),
                         conditional=bool(model_config.get("conditional", False)))

@@ -98,16 +98,73 @@ class ConvEncoder(nn.Module):
         return self.head(self.body(x))
 
 
+#: How :class:`ConvDecoder` doubles the resolution (``gan.g_arch``).
+UPSAMPLINGS = ("deconv", "resize")
+
+# _PHASES[a, o, d]: whether tap d (offset d - 1) of a 3x3 kernel applied to a nearest-neighbour
+# x2 upsampled image reads the input pixel at offset o - 1 when it computes an output pixel of
+# phase a (a = output index mod 2): row 2i + a + (d - 1) of the upsampled image is row
+# floor((2i + a + d - 1) / 2) = i + (o - 1) of the input.
+_PHASES = torch.tensor([[[1., 0., 0.], [0., 1., 1.], [0., 0., 0.]],
+                        [[0., 0., 0.], [1., 1., 0.], [0., 0., 1.]]])
+
+
+class ResizeConv2d(nn.Module):
+    """Nearest-neighbour x2 upsampling followed by a 3x3 convolution (padding 1), computed
+    without forming the upsampled image.
+
+    Each output pixel of phase (a, b) (its row and column mod 2) sees the input through a kernel
+    made by summing the 3x3 taps that read the same input pixel, so the whole layer is one 3x3
+    convolution of the input to 4 x out channels, with those phase kernels, and a pixel shuffle
+    (Shi et al. 2016): the same function as ``Upsample(2) -> Conv2d(3, padding=1)`` with the same
+    ``weight`` and ``bias``, and about 4x faster on the CPU than forming the upsampled image.
+    Nearest-neighbour resizing before a conv cannot produce the checkerboard pattern of a strided
+    transposed convolution (Odena et al. 2016).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__()
+        reference = nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=bias)  # its init
+        self.weight = reference.weight  # (out, in, 3, 3)
+        self.bias = reference.bias
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in, H, W) -> (B, out, 2H, 2W)."""
+        phases = _PHASES.to(device=self.weight.device, dtype=self.weight.dtype)
+        # kernel[c, a, b, i] = P_a W[c, i] P_b^T: (out, 2, 2, in, 3, 3) -> (4 out, in, 3, 3),
+        # channel c * 4 + a * 2 + b, the order PixelShuffle reads
+        kernel = torch.einsum("aoy,bpx,ciyx->cabiop", phases, phases, self.weight)
+        kernel = kernel.reshape(-1, *self.weight.shape[1:])
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            kernel = kernel.contiguous(memory_format=torch.channels_last)  # one layout: fast path
+        bias = None if self.bias is None else self.bias.repeat_interleave(4)
+        return self.shuffle(nn.functional.conv2d(x, kernel, bias, padding=1))
+
+
+def _upsample(in_ch: int, out_ch: int, how: str, bias: bool) -> nn.Module:
+    """One x2 upsampling layer: a 4x4 stride-2 transposed conv (``deconv``, DCGAN), or
+    nearest-neighbour resizing and a 3x3 conv (``resize``, :class:`ResizeConv2d`)."""
+    if how == "deconv":
+        return nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, bias=bias)
+    if how == "resize":
+        return ResizeConv2d(in_ch, out_ch, bias=bias)
+    raise ConfigError(f"unknown upsampling {how!r}; use one of {', '.join(UPSAMPLINGS)}")
+
+
 class ConvDecoder(nn.Module):
     """z (B, latent_dim) -> (B, out_channels, H, W) pre-activation outputs.
 
-    A linear layer to (2w, H/4, W/4), then two stride-2 transposed convs. No output activation:
-    the GAN applies tanh, the VAE reads the channels as likelihood parameters. With
-    ``cond_dim > 0`` the input is ``[z, y]``, (B, latent_dim + cond_dim).
+    A linear layer to (2w, H/4, W/4), then two x2 upsampling layers (``upsample``: stride-2
+    transposed convs, or nearest-neighbour resizing + 3x3 convs), with ``extra_convs`` 3x3 conv
+    layers at H/2 between them. No output activation: the GAN
+    applies tanh, the VAE reads the channels as likelihood parameters. With ``cond_dim > 0`` the
+    input is ``[z, y]``, (B, latent_dim + cond_dim).
     """
 
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int,
-                 out_channels: int, cond_dim: int = 0) -> None:
+                 out_channels: int, cond_dim: int = 0, upsample: str = "deconv",
+                 extra_convs: int = 0) -> None:
         super().__init__()
         _, h, w = check_image_shape(image_shape)
         self.base = (2 * width, h // 4, w // 4)
@@ -118,10 +175,13 @@ class ConvDecoder(nn.Module):
             nn.ReLU(),
         )
         self.body = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),  # (B, w, H/2, W/2)
+            _upsample(2 * width, width, upsample, bias=False),  # (B, w, H/2, W/2)
             nn.BatchNorm2d(width),
             nn.ReLU(),
-            nn.ConvTranspose2d(width, out_channels, 4, 2, 1),  # (B, out, H, W)
+            *[layer for _ in range(extra_convs)  # (B, w, H/2, W/2) each
+              for layer in (nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                            nn.ReLU())],
+            _upsample(width, out_channels, upsample, bias=True),  # (B, out, H, W)
         )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
