@@ -313,11 +313,12 @@ def _open_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
         sweep_dead_runs(client, exp_id)
         pipeline = describe(cwd, os.environ.get("DVC_EXP_NAME", ""),
                             os.environ.get("DVC_EXP_BASELINE_REV", ""))
-        parent = open_parent(client, exp_id, pipeline, cwd)
-        tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
-                "genduel.stage": stage, "dvc.stage": stage, **process_tags(),
-                "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
-        run_id = start_stage_run(client, exp_id, stage, tags, resume_run_id)
+        with _held(client):  # no other stage's end closes the parent before this run exists
+            parent = open_parent(client, exp_id, pipeline, cwd)
+            tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
+                    "genduel.stage": stage, "dvc.stage": stage, **process_tags(),
+                    "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
+            run_id = start_stage_run(client, exp_id, stage, tags, resume_run_id)
     except GenDuelError:  # a TrackingError, or params.yaml that does not validate
         raise
     except Exception as exc:
@@ -330,6 +331,12 @@ def _open_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
     return tracker
 
 
+def _held(client: Any) -> contextlib.AbstractContextManager:
+    """The store lock of a sqlite store (:class:`~genduel.tracking.store.LockedClient`, held
+    across several calls); nothing for a server's store."""
+    return client.hold() if isinstance(client, LockedClient) else contextlib.nullcontext()
+
+
 def _close_run(tracker: MlflowTracker, stage: str, status: str, lock_timeout: float) -> None:
     """Last attempt at the unsent calls, then the run's and the parent's end status; a store
     that does not take them is one warning, never an exception."""
@@ -338,8 +345,9 @@ def _close_run(tracker: MlflowTracker, stage: str, status: str, lock_timeout: fl
         client.timeout = lock_timeout
     tracker.close()
     try:
-        client.set_terminated(tracker.run_id, status)
-        close_parent(client, tracker.parent_id, stage, status)
+        with _held(client):  # no other stage reopens the parent between the check and the end
+            client.set_terminated(tracker.run_id, status)
+            close_parent(client, tracker.parent_id, stage, status, tracker.run_id)
     except Exception as exc:
         log.warning("MLflow store %s did not record the end (%s) of run %s (%s: %s); the next "
                     "stage on this host marks it KILLED", tracker.uri, status, tracker.run_id,
