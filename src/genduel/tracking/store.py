@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genduel.config import TrackingConfig
+from genduel.config import TRACKING_URI_FORMS, TrackingConfig, tracking_uri_problem
 from genduel.errors import TrackingError
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,21 @@ def repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> 
 
 def resolve_uri(cfg: TrackingConfig, env: Mapping[str, str] | None = None,
                 root: Path | None = None) -> str:
-    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the embedded sqlite store."""
+    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the embedded sqlite store.
+
+    Raises:
+        TrackingError: ``$MLFLOW_TRACKING_URI`` is of no form MLflow opens (``tracking.uri``
+            was checked with the params: :func:`~genduel.config.tracking_uri_problem`).
+    """
     env = os.environ if env is None else env
     if cfg.uri:
         return cfg.uri
     if env.get("MLFLOW_TRACKING_URI"):
-        return env["MLFLOW_TRACKING_URI"]
+        uri = env["MLFLOW_TRACKING_URI"]
+        if problem := tracking_uri_problem(uri):
+            raise TrackingError(f"MLFLOW_TRACKING_URI = {uri!r} is not a tracking URI "
+                                f"({problem}); unset it or use {TRACKING_URI_FORMS}")
+        return uri
     return f"sqlite:///{(root or repo_root(env)) / 'mlflow.db'}"
 
 
