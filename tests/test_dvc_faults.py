@@ -181,8 +181,8 @@ def test_a_signal_saves_state_leaves_outputs_and_marks_the_run_killed(trained, s
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 128 + sig
     ours = [line for line in err.splitlines() if line.startswith("genduel ")]
-    assert ours == [f"genduel train_vae: interrupted by {sig.name}; its outputs are unchanged "
-                    "(a training stage continues from its saved state when run again)"], err
+    assert ours == [f"genduel train_vae: interrupted by {sig.name}; its outputs are unchanged, "
+                    "it continues from its saved state when run again"], err
     assert "Traceback" not in err and _digest(repo) == before  # nothing published
     run_id = next((repo / ".genduel" / "work").glob("train_vae-*/mlflow_run_id")).read_text()
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")

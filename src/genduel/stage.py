@@ -74,14 +74,17 @@ def setup_logging() -> None:
 
 
 def run_stage(name: str, body: Callable[[], None], *,
-              world: runtime.World = runtime.ONE_PROCESS, record: bool = True) -> int:
+              world: runtime.World = runtime.ONE_PROCESS, record: bool = True,
+              resumable: bool = False) -> int:
     """Run a stage body; return the process exit code.
 
     ``GenDuelError`` becomes one line on stderr (``genduel <stage>: error: ...``, with the rank
     in a data-parallel ``world``) and exit code 2; SIGINT (Ctrl-C) and SIGTERM become one line
-    and exit code 130 / 143 (:mod:`genduel.interrupts`). Stages stage their outputs
-    (:mod:`genduel.workdir`), so a failure leaves the previous ones as they were. Ranks other
-    than 0 log warnings only; the wall time is recorded when ``record`` (by rank 0 alone).
+    and exit code 130 / 143 (:mod:`genduel.interrupts`) saying what a re-run does
+    (:func:`interrupted_line`; ``resumable``: the body saves a resume state, as the training
+    stages do). Stages stage their outputs (:mod:`genduel.workdir`), so a failure leaves the
+    previous ones as they were. Ranks other than 0 log warnings only; the wall time is
+    recorded when ``record`` (by rank 0 alone).
     """
     setup_logging()
     who = f"{name} (rank {world.rank} of {world.size})" if world.distributed else name
@@ -108,15 +111,21 @@ def run_stage(name: str, body: Callable[[], None], *,
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGINT/SIGTERM as Interrupted
         signum = getattr(exc, "signum", signal.SIGINT)
-        sys.stderr.write(f"genduel {who}: interrupted by {signal.Signals(signum).name}; its "
-                         "outputs are unchanged (a training stage continues from its saved "
-                         "state when run again)\n")
+        sys.stderr.write(f"genduel {who}: {interrupted_line(name, signum, resumable)}\n")
         return 128 + signum
     seconds = time.perf_counter() - start
     log.info("stage %s finished in %.1f s", name, seconds)
     if record and world.is_main:
         timings.record(name, seconds)
     return 0
+
+
+def interrupted_line(name: str, signum: int, resumable: bool) -> str:
+    """What an interrupted stage says: its outputs are as they were before it started (it
+    publishes only when it succeeds), and what running it again does."""
+    again = ("it continues from its saved state when run again" if resumable else
+             f"{name} starts over when run again (it keeps no partial work)")
+    return f"interrupted by {signal.Signals(signum).name}; its outputs are unchanged, {again}"
 
 
 def _peer_lost(exc: RuntimeError) -> bool:
@@ -142,15 +151,16 @@ def launch_training(name: str, script: str | Path, argv: Sequence[str] | None,
     """
     world = runtime.world_from_env(os.environ)
     if world is not None:  # a torchrun worker
-        return run_stage(name, body, world=world)
+        return run_stage(name, body, world=world, resumable=True)
     try:
         rt = config.load_all()["runtime"]
     except GenDuelError:
         rt = None  # the body fails on it too, with its one line
     if rt is None or rt.world_size == 1:
-        return run_stage(name, body)
+        return run_stage(name, body, resumable=True)
     args = list(sys.argv[1:] if argv is None else argv)
-    return run_stage(name, lambda: launch(name, rt, script, args), record=False)
+    return run_stage(name, lambda: launch(name, rt, script, args), record=False,
+                     resumable=True)
 
 
 def free_port() -> int:
@@ -171,7 +181,8 @@ def launch(name: str, rt: config.RuntimeConfig, script: str | Path, args: Sequen
 
     Raises:
         TrainingError: a worker failed; names the first failed rank and its exit code (its own
-            error line is already on stderr).
+            error line is already on stderr), or the signal that killed it
+            (:func:`rank_failure`).
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -194,11 +205,32 @@ def launch(name: str, rt: config.RuntimeConfig, script: str | Path, args: Sequen
         # The rank with a GenDuelError (exit code 2) first: the others only lost their peer.
         rank, failure = min(exc.failures.items(),
                             key=lambda kv: (kv[1].exitcode != 2, kv[1].timestamp, kv[0]))
-        raise TrainingError(f"rank {rank} of {rt.world_size} failed with exit code "
-                            f"{failure.exitcode} (its error is above); every rank was "
-                            "stopped") from None
+        raise TrainingError(rank_failure(rank, rt.world_size, failure.exitcode)) from None
     finally:
         elastic.setLevel(level)
+
+
+#: Why a process may have been killed by a signal it did not choose.
+_SIGNAL_CAUSES = {signal.SIGKILL: "out of memory (the kernel's OOM killer) or killed by hand",
+                  signal.SIGSEGV: "a crash in native code", signal.SIGBUS: "a crash in native code",
+                  signal.SIGTERM: "stopped by another process", signal.SIGINT: "Ctrl-C"}
+
+
+def rank_failure(rank: int, world_size: int, exitcode: int) -> str:
+    """The launcher's line for the failed ``rank``: its exit code, whose error line the rank
+    printed above; or, for a negative ``exitcode`` (torchrun's report of a process ended by
+    signal ``-exitcode``), that signal: a process killed so prints nothing itself."""
+    if exitcode >= 0:
+        return (f"rank {rank} of {world_size} failed with exit code {exitcode} (its error is "
+                "above); every rank was stopped")
+    try:
+        sig = signal.Signals(-exitcode)
+    except ValueError:
+        name, cause = f"signal {-exitcode}", ""
+    else:
+        name, cause = f"signal {sig.value} ({sig.name})", _SIGNAL_CAUSES.get(sig, "")
+    return (f"rank {rank} of {world_size} was killed by {name}{': ' + cause if cause else ''}, "
+            "so it printed no error; every rank was stopped")
 
 
 @dataclass(frozen=True)
