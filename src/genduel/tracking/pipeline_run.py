@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from genduel import config
+from genduel.tracking.outbox import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +302,8 @@ def sweep_dead_runs(client: Any, exp_id: str, host: str | None = None) -> list[s
                 client.set_terminated(parent, "KILLED")
                 killed.append(parent)
     except Exception as exc:  # a sweep is housekeeping: never the reason a stage fails
-        log.warning("could not check for MLflow runs left RUNNING by dead processes (%s: %s)",
-                    exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+        log.warning("could not check for MLflow runs left RUNNING by dead processes (%s)",
+                    describe_error(exc))
         return []
     if killed:
         log.info("marked %d MLflow run(s) KILLED whose process on %s is gone: %s",
