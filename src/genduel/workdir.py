@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from genduel.errors import DataError
+from genduel.io import disk_full
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +89,48 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _move(src: Path, dst: Path) -> None:
-    """Put ``src`` (file or folder) at ``dst``, replacing what is there; across file systems too."""
+def _beside(dst: Path) -> Path:
+    """The temporary name of an output on its way to ``dst``: in ``dst``'s folder, so on its
+    file system."""
+    return dst.with_name(dst.name + ".tmp")
+
+
+def _bring(src: Path, dst: Path) -> bool:
+    """Put ``src`` (file or folder) at :func:`_beside` ``dst``: one rename, or across file
+    systems a copy (``src`` kept); True when it was copied. A failed copy leaves no temporary
+    file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _beside(dst)
+    _remove(tmp)
+    try:
+        os.replace(src, tmp)
+        return False
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    try:
+        if src.is_dir():
+            shutil.copytree(src, tmp, symlinks=True)
+        else:
+            shutil.copy2(src, tmp)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return True
+
+
+def _swap(tmp: Path, dst: Path) -> None:
+    """Rename ``tmp`` to ``dst`` (same folder), replacing what is there."""
     old = dst.with_name(dst.name + ".old")
     _remove(old)
     if dst.exists() or dst.is_symlink():
         os.replace(dst, old)  # a folder cannot be replaced in one step: set the old one aside
     try:
-        os.replace(src, dst)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            if old.exists():
-                os.replace(old, dst)
-            raise
-        shutil.move(src, dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        if old.exists():
+            os.replace(old, dst)
+        raise
     _remove(old)
 
 
@@ -127,14 +155,37 @@ class Staging:
         return staged
 
     def publish(self) -> None:
-        """Move each staged output over its final path. An output the stage did not produce is
-        an error before anything moves (so a stage never publishes half of its outputs)."""
+        """Move each staged output over its final path, in two steps: every output first to a
+        temporary name beside its final path (a rename, or a copy when the final path is on
+        another file system), then each renamed into place. An output the stage did not
+        produce, or a first step that fails (a full disk under a copy), is an error before any
+        final path changes: the temporary names are removed and the staged outputs are kept.
+
+        Raises:
+            DataError: an output is missing (a bug), or the disk is full (one line naming the
+                final path).
+        """
         missing = [f for f in self.finals if not self.path(f).exists()]
         if missing:
             raise DataError(f"the stage did not produce {', '.join(map(str, missing))}; nothing "
                             "was published (a bug: please report it)")
-        for final in self.finals:
-            _move(self.path(final), final)
+        brought: list[tuple[Path, Path, bool]] = []  # (staged, final, copied)
+        try:
+            for final in self.finals:
+                brought.append((self.path(final), final, _bring(self.path(final), final)))
+        except BaseException as exc:
+            for staged_out, done, copied in reversed(brought):
+                if copied:
+                    _remove(_beside(done))
+                else:
+                    os.replace(_beside(done), staged_out)
+            if isinstance(exc, OSError) and disk_full(exc):
+                raise DataError(f"no space left on device writing {final}; free space and re-run "
+                                f"(the outputs at their final paths are unchanged, the stage's "
+                                f"work waits in {self.root})") from exc
+            raise
+        for _, final, _ in brought:
+            _swap(_beside(final), final)
         log.debug("published %s", ", ".join(map(str, self.finals)))
 
 
@@ -147,7 +198,7 @@ def staged(stage: str, finals: Sequence[str | Path], *, key: str = "",
     On an exception nothing moves: the final paths keep what they held. The work directory is
     removed too, unless ``keep_on_error`` and its ``resume/`` folder holds a saved state (a
     training stage's: :mod:`genduel.train.resume`); a failure before the first save leaves
-    nothing behind.
+    nothing behind. A publish that fails (:meth:`Staging.publish`) keeps the work directory.
     Only the ``owner`` (rank 0 of a data-parallel run) publishes and removes anything; the other
     ranks share its work directory for their resume states.
     """
