@@ -4,6 +4,7 @@ with what a stage's result depends on and nothing else."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import sys
@@ -11,6 +12,7 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 
 from genduel import workdir
 from genduel.errors import DataError
@@ -168,3 +170,68 @@ def test_a_really_full_file_system_under_a_final_path(tmp_path, monkeypatch):
         assert sorted(p.name for p in models.iterdir()) == ["vae.pt"]
     finally:
         subprocess.run(["umount", str(models)], check=False)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_finished_record_is_published_again_until_dvc_records_it(tmp_path, monkeypatch):
+    """A kill after the publish, before DVC wrote dvc.lock: DVC deletes the outputs and runs
+    the stage again, which finds its finished record and publishes it instead of training."""
+    monkeypatch.chdir(tmp_path)
+    finals = ["models/m.pt", "art", "metrics.json"]
+    with workdir.staged("t", finals, key="k1", keep_on_error=True, finished=True) as st:
+        (st.root / "resume").mkdir(parents=True)
+        (st.root / "resume" / "state.pt").write_bytes(b"final state")
+        assert not st.reuse_finished("t")  # no record yet
+        st.path("models/m.pt").write_bytes(b"model")
+        st.path("art").mkdir()
+        (st.path("art") / "grid.png").write_bytes(b"grid")
+        st.path("metrics.json").write_text('{"elbo": 1.0}')
+    root = tmp_path / ".genduel" / "work" / "t-k1"
+    assert sorted(p.name for p in root.iterdir()) == ["done"]  # state and staging are gone
+    published = {f: _files(tmp_path / f) if (tmp_path / f).is_dir() else (tmp_path / f)
+                 .read_bytes() for f in finals}
+    for final in finals:  # dvc repro: the stage changed, so DVC deletes its outputs
+        workdir._remove(tmp_path / final)
+    with workdir.staged("t", finals, key="k1", keep_on_error=True, finished=True) as st:
+        assert st.reuse_finished("t")  # no dvc.lock records them: publish them again
+    assert {f: _files(tmp_path / f) if (tmp_path / f).is_dir() else (tmp_path / f)
+            .read_bytes() for f in finals} == published
+    assert (root / "done" / workdir.DONE_MARK).is_file()
+
+    # DVC recorded them this time: a forced re-run (dvc repro -f) trains, the record goes
+    lock = {"stages": {"t": {"outs": [
+        {"path": "models/m.pt", "md5": hashlib.md5(b"model").hexdigest()},
+        {"path": "metrics.json", "md5": hashlib.md5(b'{"elbo": 1.0}').hexdigest()},
+        {"path": "art", "md5": "0" * 32 + ".dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    with workdir.staged("t", finals, key="k1", keep_on_error=True, finished=True) as st:
+        assert not st.reuse_finished("t") and not (root / "done").exists()
+        st.path("models/m.pt").write_bytes(b"model, trained again")
+        st.path("art").mkdir()
+        st.path("metrics.json").write_text('{"elbo": 1.0}')
+    assert (root / "done" / "models" / "m.pt").read_bytes() == b"model, trained again"
+
+    # another key finishes: the stage keeps the record of its last finished key only
+    with workdir.staged("t", ["models/m.pt"], key="k2", finished=True) as st:
+        st.path("models/m.pt").write_bytes(b"other model")
+    assert not root.exists()
+    assert (tmp_path / ".genduel" / "work" / "t-k2" / "done" / "models" / "m.pt").exists()
+
+
+def test_a_finished_record_is_kept_when_a_stage_fails_and_outside_dvc_none_is_made(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with workdir.staged("t", ["m.pt"], key="k", keep_on_error=True, finished=True) as st:
+        st.path("m.pt").write_bytes(b"model")
+    root = tmp_path / ".genduel" / "work" / "t-k"
+    with pytest.raises(RuntimeError), workdir.staged("t", ["m.pt"], key="k",
+                                                     keep_on_error=True, finished=True) as st:
+        raise RuntimeError("before its first save")
+    assert (root / "done" / "m.pt").read_bytes() == b"model"
+    with workdir.staged("u", ["n.pt"], key="k", keep_on_error=True) as st:  # not under DVC
+        st.path("n.pt").write_bytes(b"model")
+    assert not (tmp_path / ".genduel" / "work" / "u-k").exists()

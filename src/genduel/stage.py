@@ -39,7 +39,7 @@ from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.data.pixels import to_model_range
 from genduel.data.splits import load_split
 from genduel.errors import ConfigError, GenDuelError, TrainingError
-from genduel.io import atomic_write, write_json
+from genduel.io import atomic_write, read_json, write_json
 from genduel.tracking.base import ModelExample, Tracker, dataset_refs
 from genduel.tracking.mlflow_store import stage_run
 from genduel.train.resume import Resume
@@ -316,7 +316,10 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
     Outputs are staged (:mod:`genduel.workdir`) in a work directory keyed by the params, the
     inputs and the code, and moved into place at the end: an error, a signal or a kill leaves
     the previous outputs as they were and the work directory with the resume state, from which
-    a re-run with the same key continues (and continues the same MLflow run).
+    a re-run with the same key continues (and continues the same MLflow run). Under DVC the
+    work directory keeps a finished record of the published outputs, so that a kill after they
+    were published but before DVC recorded them costs no training: the next run of the same key
+    publishes them again (no MLflow run: the finished one stands).
 
     In a torchrun worker every rank trains; rank 0 alone opens the MLflow run (param
     ``world_size``), logs the model and writes the outputs. The global RNGs are seeded per rank
@@ -335,9 +338,13 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
     finals = [checkpoint, metrics, record,
               *([artifacts] if artifacts is not None else [])]
     device = runtime.init_world(world, rt)
+    under_dvc = bool(os.environ.get("DVC_STAGE"))  # DVC records the outputs after we exit
     try:
-        with workdir.staged(stage, finals, key=key, keep_on_error=True,
-                            owner=world.is_main) as out:
+        with workdir.staged(stage, finals, key=key, keep_on_error=True, owner=world.is_main,
+                            finished=under_dvc) as out:
+            if _finished_before(stage, out, world, device, under_dvc):
+                return read_json(out.path(metrics), "a bug: please report it") \
+                    if world.is_main else {}
             resume = Resume(out.root / "resume" / "state.pt", rt.checkpoint_every_s, world)
             ctx = StageContext(params, device, rt.amp, runtime.NullTracker(), world,
                                out.path(checkpoint),
@@ -348,10 +355,26 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
                 summary = _train_tracked(stage, section, ctx, out, data=data, splits=splits,
                                          metrics=metrics, record=record, kind=kind, part=part,
                                          build=build, train=train)
-            resume.remove()
+            if not world.is_main:  # rank 0's state goes with its work directory, once published
+                resume.remove()
         return summary
     finally:
         runtime.close_world(world)
+
+
+def _finished_before(stage: str, out: workdir.Staging, world: runtime.World,
+                     device: torch.device, under_dvc: bool) -> bool:
+    """Whether rank 0 staged the outputs of a finished run of this key again (its work
+    directory's finished record, :meth:`~genduel.workdir.Staging.reuse_finished`): a kill
+    landed after it published them, before DVC recorded them. Every rank gets the answer."""
+    reused = world.is_main and under_dvc and out.reuse_finished(stage)
+    if world.distributed:
+        reused = runtime.all_mean({"reused": float(reused)}, world, device)["reused"] > 0
+    if reused:
+        log.info("%s finished with these params, inputs and code before it was stopped, and "
+                 "DVC did not record its outputs: publishing them again instead of training",
+                 stage)
+    return reused
 
 
 def _train_tracked(stage: str, section: str, ctx: StageContext, out: workdir.Staging, *,
