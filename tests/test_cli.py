@@ -205,6 +205,49 @@ def test_bad_input_is_one_line_and_exit_2(models, tmp_path, case, message):
     assert not list(out.glob("0*.png"))  # nothing written
 
 
+def test_an_output_that_cannot_be_written_is_one_line_before_sampling(models, tmp_path):
+    afile, folder = tmp_path / "file", tmp_path / "grids"
+    afile.write_text("not a folder\n")
+    folder.mkdir()
+    for args, says in [
+        (("--out", afile / "out"), f"cannot write {afile / 'out'}: {afile} is a file, not a "
+                                   "folder; choose another --out"),
+        (("--grid", folder), f"--grid {folder} is a folder; give a file name such as "
+                             f"{folder / 'grid.png'}"),
+        (("--grid", afile / "g.png"), f"cannot write {afile}: {afile} is a file, not a folder; "
+                                      "choose another --grid"),
+    ]:
+        result = genduel("sample", models["vae"], "-n", 2, *args)
+        assert (result.returncode, result.stderr) == (2, f"genduel: error: {says}\n")
+    assert list(folder.iterdir()) == [] and afile.read_text() == "not a folder\n"
+
+
+def test_a_folder_without_write_permission_is_one_line(models, tmp_path, monkeypatch, capsys):
+    from genduel import cli
+
+    locked, real = tmp_path / "locked", os.access
+    locked.mkdir()  # the tests run as root, who may write anywhere: os.access says no instead
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real(p, mode))
+    assert cli.main(["sample", str(models["vae"]), "-n", "2", "--out", str(locked / "o")]) == 2
+    assert capsys.readouterr().err == (
+        f"genduel: error: cannot write {locked / 'o'}: permission denied on {locked}; choose a "
+        "folder you can write for --out\n")
+    assert list(locked.iterdir()) == []
+
+
+def test_a_write_refused_midway_is_one_line(models, tmp_path, monkeypatch, capsys):
+    from genduel import cli
+
+    def refuse(image, fp, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", refuse)
+    assert cli.main(["sample", str(models["vae"]), "-n", "2", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        f"genduel: error: cannot write {tmp_path / 'o' / '000000.png'}: Permission denied; "
+        "choose a folder you can write for --out\n")
+
+
 def test_report_prints_its_path_or_says_how_to_build_it(tmp_path):
     missing = genduel("report", cwd=tmp_path)
     assert missing.returncode == 2 and "dvc repro" in missing.stderr

@@ -8,6 +8,7 @@ from genduel.config import (
     SECTIONS,
     EvalConfig,
     GANConfig,
+    TrackingConfig,
     VAEConfig,
     check_file,
     flatten,
@@ -135,3 +136,47 @@ def test_check_file_wants_every_section_and_existing_path_params(tmp_path):
 def test_nan_in_a_list_of_numbers_is_refused():
     with pytest.raises(ConfigError, match="parzen_sigmas"):
         validate("eval", EvalConfig, {"parzen_sigmas": [0.1, float("nan")]})
+
+
+@pytest.mark.parametrize("uri, why", [
+    ("htp:/nowhere", "unknown scheme 'htp:'"),
+    ("localhost:5000", "unknown scheme 'localhost:'"),  # http:// forgotten
+    ("http:/nowhere", "no host after http://"),
+    ("https://host:port", "its port is not a number"),
+    ("sqlite://mlflow.db", "sqlite needs a file"),
+    ("postgresql:///mlflow", "no host after postgresql://"),
+])
+def test_a_tracking_uri_of_no_form_mlflow_opens_is_refused(uri, why):
+    with pytest.raises(ConfigError) as exc:
+        validate("tracking", TrackingConfig, {"uri": uri})
+    assert str(exc.value).startswith(f"params.yaml: tracking.uri = {uri!r} is not a tracking URI "
+                                     f"({why}")
+    assert "http(s)://host[:port]" in str(exc.value)  # the forms that work
+
+
+@pytest.mark.parametrize("uri", [
+    "", "http://127.0.0.1:5000", "https://mlflow.example.org", "http://[::1]:5000",
+    "sqlite:///mlflow.db", "sqlite:////tmp/x/mlflow.db", "postgresql://u:p@db:5432/mlflow",
+    "postgresql+psycopg2://u@db/mlflow", "mysql://u@db/mlflow", "./mlruns", "/tmp/mlruns",
+    "file:///tmp/mlruns", "databricks", "databricks://profile"])
+def test_the_tracking_uris_mlflow_opens_pass(uri):
+    assert validate("tracking", TrackingConfig, {"uri": uri}).uri == uri
+
+
+def test_the_validate_stage_refuses_a_bad_tracking_uri_before_any_stage_runs(tmp_path, capsys):
+    """So DVC never deletes the judge's outputs for a judge stage that would fail on it."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "pipeline" / "validate.py"
+    spec = importlib.util.spec_from_file_location("genduel_pipeline_validate", path)
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    out = tmp_path / "params.ok"
+    params = _write_params(tmp_path, tracking={"uri": "htp:/nowhere"})
+    assert stage.main(["--params", str(params), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "genduel validate: error: params.yaml: tracking.uri = 'htp:/nowhere' is not a tracking "
+        "URI (unknown scheme 'htp:')")
+    assert not out.exists()

@@ -57,6 +57,18 @@ def trained(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return repo, env
 
 
+def test_a_partial_repro_leaves_no_mlflow_run_running(trained):
+    import mlflow
+
+    repo, _ = trained  # `dvc repro train_vae`: the pipeline stops before its report
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e")
+    assert client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") == []
+    parent, = client.search_runs([exp.experiment_id], "tags.`genduel.kind` = 'pipeline'")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["genduel.last_stage"] == "train_vae"
+
+
 def _set(params: dict, dotted: str, value) -> None:
     *path, key = dotted.split(".")
     for p in path:
@@ -111,6 +123,37 @@ def test_invalid_params_stop_dvc_exp_run_too(trained):
     assert _digest(repo) == before
 
 
+def test_a_kill_after_publishing_before_dvc_recorded_it_costs_no_training(trained):
+    """What a kill -9 of `dvc repro` between the stage's exit and DVC's write of dvc.lock
+    leaves: the published outputs and a lock without them. The next `dvc repro` publishes the
+    finished run's outputs again (the same bytes, run record included) instead of training."""
+    import mlflow
+
+    repo, env = trained
+    before, lock_text = _digest(repo), (repo / "dvc.lock").read_text()
+    lock = yaml.safe_load(lock_text)
+    del lock["stages"]["train_vae"]  # DVC never recorded the stage's (first) run
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e").experiment_id
+    runs = len(client.search_runs([exp]))
+    # --no-run-cache: DVC's run-cache would restore the outputs of this repo's earlier run
+    # instead of running the stage; after a first run that was killed it has none
+    out = run(["dvc", "repro", "--no-run-cache", "train_vae"], repo, env)
+    log = out.stderr + out.stdout
+    assert "Running stage 'train_vae'" in log
+    assert "publishing them again instead of training" in log
+    assert "vae epoch" not in log and "resuming" not in log  # not one step trained
+    assert _digest(repo) == before  # the run record too: the finished run's own bytes
+    assert _lock_md5(repo, "train_vae") == _lock_md5_of(lock_text, "train_vae")
+    assert len(client.search_runs([exp])) == runs  # no MLflow run: the finished one stands
+
+
+def _lock_md5_of(text: str, stage: str) -> dict[str, str]:
+    outs = yaml.safe_load(text)["stages"][stage]["outs"]
+    return {o["path"]: o["md5"] for o in outs if "md5" in o}
+
+
 def _state_files(repo: Path) -> list[Path]:
     return sorted((repo / ".genduel" / "work").glob("train_vae-*/resume/state.pt"))
 
@@ -149,10 +192,8 @@ def test_kill_9_mid_training_then_dvc_repro_continues_to_the_same_bytes(trained)
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert client.get_run(run_id).info.status == "FINISHED"  # the killed run, continued
     exp = client.get_experiment_by_name("e2e")
-    # (the pipeline's parent run stays RUNNING until its report stage: this pipeline stops early)
-    running = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and "
-                                 "tags.`genduel.kind` = 'stage'")
-    assert running == []
+    # no run RUNNING once dvc repro is over: not the stages', not their parent's
+    assert client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])  # SIGINT: tests/train/test_resume.py
@@ -171,8 +212,8 @@ def test_a_signal_saves_state_leaves_outputs_and_marks_the_run_killed(trained, s
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 128 + sig
     ours = [line for line in err.splitlines() if line.startswith("genduel ")]
-    assert ours == [f"genduel train_vae: interrupted by {sig.name}; its outputs are unchanged "
-                    "(a training stage continues from its saved state when run again)"], err
+    assert ours == [f"genduel train_vae: interrupted by {sig.name}; its outputs are unchanged, "
+                    "it continues from its saved state when run again"], err
     assert "Traceback" not in err and _digest(repo) == before  # nothing published
     run_id = next((repo / ".genduel" / "work").glob("train_vae-*/mlflow_run_id")).read_text()
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")

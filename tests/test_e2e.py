@@ -85,6 +85,9 @@ def make_tiny_repo(repo: Path, overrides: dict[str, dict]) -> dict[str, str]:
 def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     repo = tmp_path_factory.mktemp("genduel") / "repo"
     env = make_tiny_repo(repo, OVERRIDES)
+    # A partial run, then the rest (no stage runs twice): one pipeline run in MLflow
+    # (test_mlflow_parent_of_a_partial_repro_and_the_rest_ends_finished).
+    run(["dvc", "repro", "train_vae"], repo, env)
     run(["dvc", "repro"], repo, env)
     return repo, env
 
@@ -148,6 +151,23 @@ def test_mlflow_has_a_run_per_stage_with_params_and_eval_metrics(repo):
     run_id = json.loads((path / "runs" / "train_vae.json").read_text())["mlflow_run_id"]
     assert run_id == vae.info.run_id  # in the run record, not in the metrics evaluate reads
     assert "mlflow_run_id" not in json.loads((path / "metrics" / "train_vae.json").read_text())
+
+
+def test_mlflow_parent_of_a_partial_repro_and_the_rest_ends_finished(repo):
+    import mlflow
+
+    path, _ = repo
+    client = mlflow.MlflowClient(f"sqlite:///{path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'") == []
+    # `dvc repro train_vae` left its parent FINISHED (tests/test_dvc_faults.py); the full
+    # `dvc repro` after it reopened the same parent for its stages and ended it with the report
+    parent, = client.search_runs([exp.experiment_id], "tags.`genduel.kind` = 'pipeline'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["genduel.last_stage"] == "report"
+    stages = client.search_runs([exp.experiment_id], "tags.`genduel.kind` = 'stage'")
+    assert sorted(r.info.run_name for r in stages) == sorted(STAGES)
+    assert {r.data.tags["mlflow.parentRunId"] for r in stages} == {parent.info.run_id}
 
 
 def test_second_repro_does_nothing_and_gan_param_reruns_only_downstream(repo):

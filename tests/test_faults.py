@@ -234,6 +234,29 @@ def test_bad_input_is_one_line_and_leaves_every_output_as_it_was(case, fresh_rep
         assert "free space and re-run" in line
 
 
+def test_evaluate_interrupted_says_it_starts_over_and_leaves_every_output(fresh_repo,
+                                                                           monkeypatch):
+    import signal
+
+    from genduel.errors import Interrupted
+    from genduel.evaluate import run as evaluate_run
+
+    def sigterm_midway(cfg, inputs, device, out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "features_vae.npz").write_bytes(b"half of it")
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(evaluate_run, "evaluate_all", sigterm_midway)
+    before = FAULTS.snapshot(fresh_repo)
+    code, err = FAULTS.run_stage_in(fresh_repo, "evaluate")
+    assert code == 143
+    assert [line for line in err.splitlines() if line.startswith("genduel ")] == [
+        "genduel evaluate: interrupted by SIGTERM; its outputs are unchanged, evaluate starts "
+        "over when run again (it keeps no partial work)"], err[-3000:]
+    assert FAULTS.snapshot(fresh_repo) == before  # the previous evaluation, as it was
+    assert not (fresh_repo / ".genduel" / "work" / "evaluate").exists()  # nothing kept
+
+
 def test_partial_raw_dir_names_the_missing_files_and_both_ways_out(fresh_repo):
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (fresh_repo / "data" / "raw" / name).unlink()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import webbrowser
 from collections.abc import Callable, Sequence
@@ -202,15 +203,50 @@ def write_pngs(images: torch.Tensor, out_dir: Path, *, force: bool = False) -> l
     return paths
 
 
+def check_output(args: argparse.Namespace) -> None:
+    """Before any image is drawn: ``--grid`` names a file, not a folder, and the folder that
+    ``--out`` or ``--grid`` writes to can be created and written (by this user).
+
+    Raises:
+        DataError: one line naming the path and the option to change.
+    """
+    if args.grid is not None:
+        if args.grid.is_dir():
+            raise DataError(f"--grid {args.grid} is a folder; give a file name such as "
+                            f"{args.grid / 'grid.png'}")
+        _check_folder(args.grid.parent, "--grid")
+    else:
+        _check_folder(args.out, "--out")
+
+
+def _check_folder(folder: Path, option: str) -> None:
+    """``folder`` exists and is writable, or its nearest existing parent is a writable folder."""
+    there = folder
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    if there.exists() and not there.is_dir():
+        raise DataError(f"cannot write {folder}: {there} is a file, not a folder; choose another "
+                        f"{option}")
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write {folder}: permission denied on {there}; choose a folder "
+                        f"you can write for {option}")
+
+
 def _write(images: torch.Tensor, args: argparse.Namespace, nrow: int | None = None) -> str:
     c, h, w = images.shape[1:]
     what = f"{h}x{w} {'grey' if c == 1 else 'RGB'}"
-    if args.grid is not None:
-        nrow = nrow or math.ceil(math.sqrt(len(images)))
-        args.grid.parent.mkdir(parents=True, exist_ok=True)
-        save_grid(images, args.grid, nrow=nrow)
-        return f"wrote a grid of {len(images)} {what} images ({nrow} per row) to {args.grid}"
-    write_pngs(images, args.out, force=args.force)
+    option, target = ("--grid", args.grid) if args.grid is not None else ("--out", args.out)
+    try:
+        if args.grid is not None:
+            nrow = nrow or math.ceil(math.sqrt(len(images)))
+            args.grid.parent.mkdir(parents=True, exist_ok=True)
+            save_grid(images, args.grid, nrow=nrow)
+            return f"wrote a grid of {len(images)} {what} images ({nrow} per row) to {args.grid}"
+        write_pngs(images, args.out, force=args.force)
+    except OSError as exc:  # what check_output could not foresee (root, a full disk, a race)
+        where = exc.filename or target
+        raise DataError(f"cannot write {where}: {exc.strerror or exc.__class__.__name__}; "
+                        f"choose a folder you can write for {option}") from exc
     return f"wrote {len(images)} {what} PNG files to {args.out}"
 
 
@@ -218,6 +254,7 @@ def _write(images: torch.Tensor, args: argparse.Namespace, nrow: int | None = No
 def _cmd_sample(args: argparse.Namespace) -> int:
     labels = args.labels if args.labels is not None else (
         None if args.label is None else [args.label])
+    check_output(args)
     model, image = load_sampler(args.checkpoint, ema=args.ema, image=args.image)
     images = sample_images(model, args.num, seed=args.seed, batch_size=args.batch_size,
                            device=_device(args.device), image=image, labels=labels)
@@ -226,6 +263,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_real(args: argparse.Namespace) -> int:
+    check_output(args)
     split = load_split(args.data, args.split)
     n = len(split) if args.num is None else args.num
     print(_write(subset(split, n, args.seed), args))

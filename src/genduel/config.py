@@ -15,6 +15,7 @@ import difflib
 import math
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,10 +231,50 @@ class ReportConfig:
 class TrackingConfig:
     """Where MLflow runs go. Not a dependency of any stage: it does not change results."""
 
-    uri: str = _f("", help="'' = embedded sqlite store at the repo root (or $MLFLOW_TRACKING_URI)")
+    uri: str = _f("", help="'' = embedded sqlite store at the repo root (or $MLFLOW_TRACKING_URI); "
+                           "else a URI of the form tracking_uri_problem accepts")
     experiment: str = _f("genduel")
     timeout_s: float = _f(10.0, gt=0.0, help="seconds before an unreachable server is an error")
     log_models: bool = _f(True)
+
+
+#: Database schemes of MLflow's SQLAlchemy store (``postgresql+psycopg2://`` and such too).
+_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+#: The forms of a tracking URI, for the message that refuses another one.
+TRACKING_URI_FORMS = ("'' for the local store, http(s)://host[:port] for a server, "
+                      "sqlite:///path/to/mlflow.db, postgresql://user@host[:port]/db or a "
+                      "folder path")
+
+_BAD_PORT = "its port is not a number from 1 to 65535"
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """What is wrong with the form of a tracking URI, or None when MLflow can open that form:
+    ``''``, a folder path or ``file:`` URI, ``http(s)://host[:port]``, ``sqlite:///<file>``,
+    ``postgresql|mysql|mssql[+driver]://...@host...``, ``databricks[://profile]``. Only the
+    form: whether the server answers is checked when a stage opens the store."""
+    if not uri:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number, a bad IPv6 address
+        return _BAD_PORT if "Port" in str(exc) else str(exc)
+    scheme = parts.scheme.lower()
+    if scheme in ("", "file"):
+        return None if parts.path else "no path"
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            return f"no host after {scheme}://"
+        return _BAD_PORT if port == 0 else None
+    if scheme.split("+", 1)[0] in _DATABASES:
+        if scheme.startswith("sqlite"):
+            return None if not parts.netloc and parts.path not in ("", "/") else (
+                "sqlite needs a file: sqlite:///relative/path or sqlite:////absolute/path")
+        return None if parts.hostname or "host=" in parts.query else f"no host after {scheme}://"
+    if scheme in ("databricks", "databricks-uc", "uc") or uri in ("databricks", "uc"):
+        return None
+    return f"unknown scheme '{parts.scheme}:'"
 
 
 #: params.yaml section name -> dataclass. The single source the stages and tests agree on.
@@ -338,6 +379,9 @@ def _check_cross_field(section: str, cfg: Any) -> None:
         raise ConfigError(f"params.yaml: gan.r1_weight = {cfg.r1_weight} is for the "
                           "non_saturating, minimax and hinge losses; wgan_gp has its own "
                           "penalty (gan.gp_weight): set gan.r1_weight: 0.0")
+    if isinstance(cfg, TrackingConfig) and (problem := tracking_uri_problem(cfg.uri)):
+        raise ConfigError(f"params.yaml: tracking.uri = {cfg.uri!r} is not a tracking URI "
+                          f"({problem}); use {TRACKING_URI_FORMS}")
     if isinstance(cfg, EvalConfig):
         ks = cfg.iwae_k
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):

@@ -39,7 +39,7 @@ from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.data.pixels import to_model_range
 from genduel.data.splits import load_split
 from genduel.errors import ConfigError, GenDuelError, TrainingError
-from genduel.io import atomic_write, write_json
+from genduel.io import atomic_write, read_json, write_json
 from genduel.tracking.base import ModelExample, Tracker, dataset_refs
 from genduel.tracking.mlflow_store import stage_run
 from genduel.train.resume import Resume
@@ -74,14 +74,17 @@ def setup_logging() -> None:
 
 
 def run_stage(name: str, body: Callable[[], None], *,
-              world: runtime.World = runtime.ONE_PROCESS, record: bool = True) -> int:
+              world: runtime.World = runtime.ONE_PROCESS, record: bool = True,
+              resumable: bool = False) -> int:
     """Run a stage body; return the process exit code.
 
     ``GenDuelError`` becomes one line on stderr (``genduel <stage>: error: ...``, with the rank
     in a data-parallel ``world``) and exit code 2; SIGINT (Ctrl-C) and SIGTERM become one line
-    and exit code 130 / 143 (:mod:`genduel.interrupts`). Stages stage their outputs
-    (:mod:`genduel.workdir`), so a failure leaves the previous ones as they were. Ranks other
-    than 0 log warnings only; the wall time is recorded when ``record`` (by rank 0 alone).
+    and exit code 130 / 143 (:mod:`genduel.interrupts`) saying what a re-run does
+    (:func:`interrupted_line`; ``resumable``: the body saves a resume state, as the training
+    stages do). Stages stage their outputs (:mod:`genduel.workdir`), so a failure leaves the
+    previous ones as they were. Ranks other than 0 log warnings only; the wall time is
+    recorded when ``record`` (by rank 0 alone).
     """
     setup_logging()
     who = f"{name} (rank {world.rank} of {world.size})" if world.distributed else name
@@ -108,15 +111,21 @@ def run_stage(name: str, body: Callable[[], None], *,
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGINT/SIGTERM as Interrupted
         signum = getattr(exc, "signum", signal.SIGINT)
-        sys.stderr.write(f"genduel {who}: interrupted by {signal.Signals(signum).name}; its "
-                         "outputs are unchanged (a training stage continues from its saved "
-                         "state when run again)\n")
+        sys.stderr.write(f"genduel {who}: {interrupted_line(name, signum, resumable)}\n")
         return 128 + signum
     seconds = time.perf_counter() - start
     log.info("stage %s finished in %.1f s", name, seconds)
     if record and world.is_main:
         timings.record(name, seconds)
     return 0
+
+
+def interrupted_line(name: str, signum: int, resumable: bool) -> str:
+    """What an interrupted stage says: its outputs are as they were before it started (it
+    publishes only when it succeeds), and what running it again does."""
+    again = ("it continues from its saved state when run again" if resumable else
+             f"{name} starts over when run again (it keeps no partial work)")
+    return f"interrupted by {signal.Signals(signum).name}; its outputs are unchanged, {again}"
 
 
 def _peer_lost(exc: RuntimeError) -> bool:
@@ -142,15 +151,16 @@ def launch_training(name: str, script: str | Path, argv: Sequence[str] | None,
     """
     world = runtime.world_from_env(os.environ)
     if world is not None:  # a torchrun worker
-        return run_stage(name, body, world=world)
+        return run_stage(name, body, world=world, resumable=True)
     try:
         rt = config.load_all()["runtime"]
     except GenDuelError:
         rt = None  # the body fails on it too, with its one line
     if rt is None or rt.world_size == 1:
-        return run_stage(name, body)
+        return run_stage(name, body, resumable=True)
     args = list(sys.argv[1:] if argv is None else argv)
-    return run_stage(name, lambda: launch(name, rt, script, args), record=False)
+    return run_stage(name, lambda: launch(name, rt, script, args), record=False,
+                     resumable=True)
 
 
 def free_port() -> int:
@@ -171,7 +181,8 @@ def launch(name: str, rt: config.RuntimeConfig, script: str | Path, args: Sequen
 
     Raises:
         TrainingError: a worker failed; names the first failed rank and its exit code (its own
-            error line is already on stderr).
+            error line is already on stderr), or the signal that killed it
+            (:func:`rank_failure`).
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -194,11 +205,32 @@ def launch(name: str, rt: config.RuntimeConfig, script: str | Path, args: Sequen
         # The rank with a GenDuelError (exit code 2) first: the others only lost their peer.
         rank, failure = min(exc.failures.items(),
                             key=lambda kv: (kv[1].exitcode != 2, kv[1].timestamp, kv[0]))
-        raise TrainingError(f"rank {rank} of {rt.world_size} failed with exit code "
-                            f"{failure.exitcode} (its error is above); every rank was "
-                            "stopped") from None
+        raise TrainingError(rank_failure(rank, rt.world_size, failure.exitcode)) from None
     finally:
         elastic.setLevel(level)
+
+
+#: Why a process may have been killed by a signal it did not choose.
+_SIGNAL_CAUSES = {signal.SIGKILL: "out of memory (the kernel's OOM killer) or killed by hand",
+                  signal.SIGSEGV: "a crash in native code", signal.SIGBUS: "a crash in native code",
+                  signal.SIGTERM: "stopped by another process", signal.SIGINT: "Ctrl-C"}
+
+
+def rank_failure(rank: int, world_size: int, exitcode: int) -> str:
+    """The launcher's line for the failed ``rank``: its exit code, whose error line the rank
+    printed above; or, for a negative ``exitcode`` (torchrun's report of a process ended by
+    signal ``-exitcode``), that signal: a process killed so prints nothing itself."""
+    if exitcode >= 0:
+        return (f"rank {rank} of {world_size} failed with exit code {exitcode} (its error is "
+                "above); every rank was stopped")
+    try:
+        sig = signal.Signals(-exitcode)
+    except ValueError:
+        name, cause = f"signal {-exitcode}", ""
+    else:
+        name, cause = f"signal {sig.value} ({sig.name})", _SIGNAL_CAUSES.get(sig, "")
+    return (f"rank {rank} of {world_size} was killed by {name}{': ' + cause if cause else ''}, "
+            "so it printed no error; every rank was stopped")
 
 
 @dataclass(frozen=True)
@@ -284,7 +316,10 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
     Outputs are staged (:mod:`genduel.workdir`) in a work directory keyed by the params, the
     inputs and the code, and moved into place at the end: an error, a signal or a kill leaves
     the previous outputs as they were and the work directory with the resume state, from which
-    a re-run with the same key continues (and continues the same MLflow run).
+    a re-run with the same key continues (and continues the same MLflow run). Under DVC the
+    work directory keeps a finished record of the published outputs, so that a kill after they
+    were published but before DVC recorded them costs no training: the next run of the same key
+    publishes them again (no MLflow run: the finished one stands).
 
     In a torchrun worker every rank trains; rank 0 alone opens the MLflow run (param
     ``world_size``), logs the model and writes the outputs. The global RNGs are seeded per rank
@@ -303,9 +338,13 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
     finals = [checkpoint, metrics, record,
               *([artifacts] if artifacts is not None else [])]
     device = runtime.init_world(world, rt)
+    under_dvc = bool(os.environ.get("DVC_STAGE"))  # DVC records the outputs after we exit
     try:
-        with workdir.staged(stage, finals, key=key, keep_on_error=True,
-                            owner=world.is_main) as out:
+        with workdir.staged(stage, finals, key=key, keep_on_error=True, owner=world.is_main,
+                            finished=under_dvc) as out:
+            if _finished_before(stage, out, world, device, under_dvc):
+                return read_json(out.path(metrics), "a bug: please report it") \
+                    if world.is_main else {}
             resume = Resume(out.root / "resume" / "state.pt", rt.checkpoint_every_s, world)
             ctx = StageContext(params, device, rt.amp, runtime.NullTracker(), world,
                                out.path(checkpoint),
@@ -316,10 +355,26 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
                 summary = _train_tracked(stage, section, ctx, out, data=data, splits=splits,
                                          metrics=metrics, record=record, kind=kind, part=part,
                                          build=build, train=train)
-            resume.remove()
+            if not world.is_main:  # rank 0's state goes with its work directory, once published
+                resume.remove()
         return summary
     finally:
         runtime.close_world(world)
+
+
+def _finished_before(stage: str, out: workdir.Staging, world: runtime.World,
+                     device: torch.device, under_dvc: bool) -> bool:
+    """Whether rank 0 staged the outputs of a finished run of this key again (its work
+    directory's finished record, :meth:`~genduel.workdir.Staging.reuse_finished`): a kill
+    landed after it published them, before DVC recorded them. Every rank gets the answer."""
+    reused = world.is_main and under_dvc and out.reuse_finished(stage)
+    if world.distributed:
+        reused = runtime.all_mean({"reused": float(reused)}, world, device)["reused"] > 0
+    if reused:
+        log.info("%s finished with these params, inputs and code before it was stopped, and "
+                 "DVC did not record its outputs: publishing them again instead of training",
+                 stage)
+    return reused
 
 
 def _train_tracked(stage: str, section: str, ctx: StageContext, out: workdir.Staging, *,

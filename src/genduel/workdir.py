@@ -12,6 +12,16 @@ continues from a state that does not belong to it.
 The work root is ``.genduel/work`` under the current directory (the repository root when DVC runs
 the stage), or ``$GENDUEL_WORK_DIR``: point that at one absolute folder to resume queued or
 ``--temp`` experiments, whose temporary copies of the repository are deleted when they fail.
+
+**Finished work.** A stage that succeeds under DVC exits before DVC records its outputs in
+``dvc.lock``; a ``kill -9`` in between (of ``dvc repro`` itself, or a lost machine) made DVC run
+the stage again, and its resume state was gone: every epoch was trained again. A training stage
+therefore keeps a *finished record* (``staged(..., finished=True)``): ``<work dir>/done/``, the
+published outputs (hard links, or copies on file systems without them), written before they are
+published. A later run of the same key finds it (:meth:`Staging.reuse_finished`) and publishes
+it again instead of training, unless ``dvc.lock`` records exactly those outputs
+(:func:`dvc_recorded`; then the record is stale, the run was forced, e.g. ``dvc repro -f``, and
+it trains). Each stage keeps the record of its last finished key only.
 """
 
 from __future__ import annotations
@@ -29,11 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from genduel.errors import DataError
+from genduel.io import digest, disk_full
 
 log = logging.getLogger(__name__)
 
 #: The work root, relative to the current directory, when $GENDUEL_WORK_DIR is not set.
 DEFAULT_ROOT = Path(".genduel") / "work"
+#: A work directory's finished record (its outputs as published), and the file that marks it
+#: whole.
+DONE, DONE_MARK = "done", ".complete"
 
 
 def work_root(env: Mapping[str, str] | None = None) -> Path:
@@ -88,22 +102,82 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _move(src: Path, dst: Path) -> None:
-    """Put ``src`` (file or folder) at ``dst``, replacing what is there; across file systems too."""
+def _beside(dst: Path) -> Path:
+    """The temporary name of an output on its way to ``dst``: in ``dst``'s folder, so on its
+    file system."""
+    return dst.with_name(dst.name + ".tmp")
+
+
+def _bring(src: Path, dst: Path) -> bool:
+    """Put ``src`` (file or folder) at :func:`_beside` ``dst``: one rename, or across file
+    systems a copy (``src`` kept); True when it was copied. A failed copy leaves no temporary
+    file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _beside(dst)
+    _remove(tmp)
+    try:
+        os.replace(src, tmp)
+        return False
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    try:
+        if src.is_dir():
+            shutil.copytree(src, tmp, symlinks=True)
+        else:
+            shutil.copy2(src, tmp)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return True
+
+
+def _swap(tmp: Path, dst: Path) -> None:
+    """Rename ``tmp`` to ``dst`` (same folder), replacing what is there."""
     old = dst.with_name(dst.name + ".old")
     _remove(old)
     if dst.exists() or dst.is_symlink():
         os.replace(dst, old)  # a folder cannot be replaced in one step: set the old one aside
     try:
-        os.replace(src, dst)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            if old.exists():
-                os.replace(old, dst)
-            raise
-        shutil.move(src, dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        if old.exists():
+            os.replace(old, dst)
+        raise
     _remove(old)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """``dst`` as a copy of the folder ``src`` made of hard links (copies where the file system
+    has none). Every writer here replaces files whole, so a linked file never changes under
+    the other name."""
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=link)
+
+
+def dvc_recorded(stage: str, done: Path, finals: Sequence[Path],
+                 lock: Path = Path("dvc.lock")) -> bool:
+    """Whether ``lock`` records, for ``stage``, the md5 of every file output as ``done`` holds
+    it (a folder output is not compared; a missing or unreadable lock records nothing)."""
+    import yaml
+
+    try:
+        outs = yaml.safe_load(lock.read_text())["stages"][stage]["outs"]
+        md5s = {o["path"]: o.get("md5") for o in outs}
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return False
+    files = [f for f in finals if (done / _relative(f)).is_file()]
+    return bool(files) and all(md5s.get(f.as_posix()) == digest(done / _relative(f), "md5")
+                               for f in files)
+
+
+def _relative(final: Path) -> Path:
+    return final.relative_to(final.anchor) if final.is_absolute() else final
 
 
 class Staging:
@@ -121,33 +195,94 @@ class Staging:
         final = Path(final)
         if final not in self.finals:
             raise ValueError(f"{final} is not one of this stage's outputs {self.finals}")
-        staged = self.root / "out" / (final.relative_to(final.anchor) if final.is_absolute()
-                                      else final)
+        staged = self.root / "out" / _relative(final)
         staged.parent.mkdir(parents=True, exist_ok=True)
         return staged
 
+    @property
+    def done(self) -> Path:
+        """The finished record of this work directory (see the module's doc)."""
+        return self.root / DONE
+
+    def reuse_finished(self, stage: str, lock: Path = Path("dvc.lock")) -> bool:
+        """Stage the outputs of the finished record again, unless there is none (or not a
+        whole one) or ``lock`` records them for ``stage`` (the record is then dropped); True
+        when they are staged, ready to publish."""
+        if not (self.done / DONE_MARK).is_file():
+            return False
+        if dvc_recorded(stage, self.done, self.finals, lock):
+            _remove(self.done)
+            return False
+        _remove(self.root / "out")
+        _link_tree(self.done, self.root / "out")
+        _remove(self.root / "out" / DONE_MARK)
+        if all(self.path(f).exists() for f in self.finals):
+            return True
+        _remove(self.done)  # a record of other outputs (the stage changed them): train
+        _remove(self.root / "out")
+        return False
+
+    def keep_finished(self) -> None:
+        """Record the staged outputs as finished work (whole or not at all), unless they came
+        from this record."""
+        if (self.done / DONE_MARK).is_file():
+            return
+        tmp = self.root / f"{DONE}.tmp"
+        _remove(tmp)
+        _link_tree(self.root / "out", tmp)
+        (tmp / DONE_MARK).write_text("the outputs of a finished run, kept until DVC records them\n")
+        _remove(self.done)
+        os.replace(tmp, self.done)
+
     def publish(self) -> None:
-        """Move each staged output over its final path. An output the stage did not produce is
-        an error before anything moves (so a stage never publishes half of its outputs)."""
+        """Move each staged output over its final path, in two steps: every output first to a
+        temporary name beside its final path (a rename, or a copy when the final path is on
+        another file system), then each renamed into place. An output the stage did not
+        produce, or a first step that fails (a full disk under a copy), is an error before any
+        final path changes: the temporary names are removed and the staged outputs are kept.
+
+        Raises:
+            DataError: an output is missing (a bug), or the disk is full (one line naming the
+                final path).
+        """
         missing = [f for f in self.finals if not self.path(f).exists()]
         if missing:
             raise DataError(f"the stage did not produce {', '.join(map(str, missing))}; nothing "
                             "was published (a bug: please report it)")
-        for final in self.finals:
-            _move(self.path(final), final)
+        brought: list[tuple[Path, Path, bool]] = []  # (staged, final, copied)
+        try:
+            for final in self.finals:
+                brought.append((self.path(final), final, _bring(self.path(final), final)))
+        except BaseException as exc:
+            for staged_out, done, copied in reversed(brought):
+                if copied:
+                    _remove(_beside(done))
+                else:
+                    os.replace(_beside(done), staged_out)
+            if isinstance(exc, OSError) and disk_full(exc):
+                raise DataError(f"no space left on device writing {final}; free space and re-run "
+                                f"(the outputs at their final paths are unchanged, the stage's "
+                                f"work waits in {self.root})") from exc
+            raise
+        for _, final, _ in brought:
+            _swap(_beside(final), final)
         log.debug("published %s", ", ".join(map(str, self.finals)))
 
 
 @contextlib.contextmanager
 def staged(stage: str, finals: Sequence[str | Path], *, key: str = "",
-           keep_on_error: bool = False, owner: bool = True) -> Iterator[Staging]:
+           keep_on_error: bool = False, owner: bool = True,
+           finished: bool = False) -> Iterator[Staging]:
     """A :class:`Staging` under ``<work root>/<stage>[-<key>]``, published when the block ends
-    without an exception, then removed.
+    without an exception, then removed; with ``finished`` (a keyed training stage under DVC),
+    all but its finished record (:meth:`Staging.keep_finished`, written before the outputs are
+    published), and the records of the stage's other keys.
 
     On an exception nothing moves: the final paths keep what they held. The work directory is
     removed too, unless ``keep_on_error`` and its ``resume/`` folder holds a saved state (a
-    training stage's: :mod:`genduel.train.resume`); a failure before the first save leaves
-    nothing behind.
+    training stage's: :mod:`genduel.train.resume`) or it holds a finished record; a failure
+    before the first save leaves nothing behind. A publish that fails
+    (:meth:`Staging.publish`) keeps the work directory.
     Only the ``owner`` (rank 0 of a data-parallel run) publishes and removes anything; the other
     ranks share its work directory for their resume states.
     """
@@ -162,8 +297,21 @@ def staged(stage: str, finals: Sequence[str | Path], *, key: str = "",
         yield staging
     except BaseException:
         resume = root / "resume"
-        if not (keep_on_error and resume.is_dir() and any(resume.glob("*.pt"))):
+        saved = resume.is_dir() and any(resume.glob("*.pt"))
+        if not (keep_on_error and (saved or (staging.done / DONE_MARK).is_file())):
             _remove(root)
         raise
+    if not finished:
+        staging.publish()
+        _remove(root)
+        return
+    staging.keep_finished()
     staging.publish()
-    _remove(root)
+    for path in root.iterdir():
+        if path.name != DONE:
+            _remove(path)
+    for other in work_root().glob(f"{stage}-*"):
+        if other != root and other.name.rsplit("-", 1)[0] == stage:
+            _remove(other / DONE)
+            with contextlib.suppress(OSError):
+                other.rmdir()  # when nothing else (a resume state) is left in it

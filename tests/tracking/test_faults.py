@@ -3,6 +3,7 @@ mid-run, and a ``mlflow.db`` that cannot be opened."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -58,7 +59,8 @@ def test_interrupted_stage_is_killed_and_its_resume_continues_the_same_run(check
     run = client.get_run(first.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["genduel.resumed"] == "1"
     assert _history(client, run.info.run_id, "train/loss") == [(1, 3.0), (2, 2.0)]
-    assert client.get_run(first.parent_id).info.status == "RUNNING"  # reopened, report to come
+    # reopened while the resumed stage ran, then the state of the stage that ended last
+    assert client.get_run(first.parent_id).info.status == "FINISHED"
 
 
 def test_resume_of_a_run_the_store_lost_starts_a_linked_run(checkout, tracking):
@@ -124,6 +126,7 @@ class Switch:
 
     def __init__(self, client) -> None:
         self._client, self.down, self.attempts = client, False, 0
+        self.error = lambda: requests.ConnectionError("Connection refused")
 
     def __getattr__(self, name: str):
         attr = getattr(self._client, name)
@@ -131,9 +134,27 @@ class Switch:
         def call(*args, **kwargs):
             if self.down:
                 self.attempts += 1
-                raise requests.ConnectionError("Connection refused")
+                raise self.error()
             return attr(*args, **kwargs)
         return call if callable(attr) else attr
+
+
+def sqlite_disk_full():
+    """What MLflow's sqlite store raises when its disk fills up under a metric write: an
+    MlflowException whose first line is SQLAlchemy's autoflush note, caused by sqlite's
+    SQLITE_FULL."""
+    import sqlalchemy
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    cause = sqlalchemy.exc.OperationalError("INSERT INTO metrics VALUES (?)", (1,),
+                                            sqlite3.OperationalError("database or disk is full"))
+    cause.add_detail("raised as a result of Query-invoked autoflush; consider using a "
+                     "session.no_autoflush block if this flush is occurring prematurely")
+    try:
+        raise MlflowException(message=cause, error_code=TEMPORARILY_UNAVAILABLE) from cause
+    except MlflowException as exc:
+        return exc
 
 
 @pytest.fixture
@@ -191,6 +212,39 @@ def test_store_down_until_the_end_is_one_warning_not_an_error(checkout, tracking
     assert any("did not record the end (FINISHED)" in w for w in warnings)
     run = mlflow.MlflowClient(tracking.uri).get_run(tracker.run_id)
     assert run.info.status == "RUNNING"  # the next stage on this host sweeps it once we are gone
+
+
+@pytest.mark.parametrize("error", [sqlite_disk_full, lambda: OSError(errno.ENOSPC, "No space "
+                                     "left on device", "mlartifacts/1/x/artifacts/grid.png")],
+                         ids=["sqlite", "artifact"])
+def test_a_full_disk_under_the_store_is_named_and_a_failed_stage_claims_no_outputs(
+        checkout, tracking, switch, caplog, error):
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(RuntimeError), stage_run("train_vae", tracking, {}) as tracker:
+        switch[0].error, switch[0].down = error, True
+        tracker.log_metrics({"train/loss": 1.0}, step=1)
+        tracker.flush()
+        raise RuntimeError("the stage fails too")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"disk full (No space left on device) writing the MLflow store at {tracking.uri}: it "
+        f"did not take 1 metric points of run {tracker.run_id}; free space on that disk; its "
+        "MLflow record is incomplete (the stage did not finish: see its own error or signal "
+        "line)",
+        f"MLflow store {tracking.uri} did not record the end (FAILED) of run {tracker.run_id} "
+        "(disk full (No space left on device)); the next stage on this host marks it KILLED"]
+
+
+def test_a_full_disk_under_the_store_of_a_stage_that_succeeded(checkout, tracking, switch,
+                                                               caplog):
+    caplog.set_level(logging.WARNING)
+    with stage_run("train_vae", tracking, {}) as tracker:
+        switch[0].error, switch[0].down = sqlite_disk_full, True
+        tracker.log_metrics({"train/loss": 1.0}, step=1)
+    unsent = [r.getMessage() for r in caplog.records if "did not take" in r.getMessage()]
+    assert len(unsent) == 1 and unsent[0].startswith("disk full (No space left on device) ")
+    assert unsent[0].endswith("; the stage's outputs are complete, its MLflow record is not")
+    assert "autoflush" not in caplog.text
 
 
 def test_evaluation_rows_on_a_store_gone_mid_stage_are_a_warning(checkout, tracking, switch,

@@ -40,6 +40,12 @@ def test_uri_precedence_params_then_env_then_embedded(tmp_path):
     assert resolve_uri(TrackingConfig(), {}, tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def test_a_tracking_uri_of_no_form_in_the_environment_is_one_line(tmp_path):
+    with pytest.raises(TrackingError, match=r"^MLFLOW_TRACKING_URI = 'htp:/nowhere' is not a "
+                                            r"tracking URI \(unknown scheme 'htp:'\); unset it"):
+        resolve_uri(TrackingConfig(), {"MLFLOW_TRACKING_URI": "htp:/nowhere"}, tmp_path)
+
+
 def test_refused_connection_fails_at_once():
     with socket.socket() as s:  # find a free port, then close it: nothing listens there
         s.bind(("127.0.0.1", 0))

@@ -10,6 +10,8 @@ from genduel.tracking.mlflow_store import experiment_id, stage_run
 from genduel.tracking.pipeline_run import (
     KEY_TAG,
     KIND_TAG,
+    LAST_STAGE_TAG,
+    PID_TAG,
     describe,
     git_commit,
     open_parent,
@@ -81,17 +83,20 @@ def test_two_stages_creating_the_parent_at_once_end_under_the_oldest(checkout, t
     assert len(deleted) == 1 and deleted[0].data.tags[KEY_TAG] == pipeline.key
 
 
-def test_stages_nest_under_one_parent_that_finishes_with_the_report(checkout, tracking,
-                                                                    monkeypatch):
+def test_stages_nest_under_one_parent_running_only_while_a_stage_runs(checkout, tracking,
+                                                                      monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "exp-a")
     client = mlflow.MlflowClient(tracking.uri)
     with stage_run("train_vae", tracking, {"vae.epochs": 2}) as tracker:
         parent = tracker.parent_id
         assert client.get_run(parent).info.status == "RUNNING"
+    # `dvc repro -s train_vae` ends here: nothing runs, so nothing is RUNNING
+    top = client.get_run(parent)
+    assert top.info.status == "FINISHED" and top.data.tags[LAST_STAGE_TAG] == "train_vae"
     _pipeline_writes(checkout)  # dvc.lock and metrics change between the stages
-    assert client.get_run(parent).info.status == "RUNNING"  # more stages may follow
-    with stage_run("report", tracking, {}) as tracker:
+    with stage_run("report", tracking, {}) as tracker:  # the next stage reopens it
         assert tracker.parent_id == parent
+        assert client.get_run(parent).info.status == "RUNNING"
     exp = client.get_experiment_by_name(tracking.experiment)
     runs = client.search_runs([exp.experiment_id])
     by_name = {r.info.run_name: r for r in runs}
@@ -120,11 +125,38 @@ def test_a_failed_stage_fails_the_parent_and_a_retry_reopens_it(checkout, tracki
     with stage_run("train_gan", tracking, {}) as tracker:  # same code, same params: same run
         assert tracker.parent_id == parent
         assert client.get_run(parent).info.status == "RUNNING"
+    assert client.get_run(parent).info.status == "FINISHED"  # the last stage's end
+    with stage_run("evaluate", tracking, {}) as tracker:
+        assert tracker.parent_id == parent  # a FINISHED parent before the report: reopened
     with stage_run("report", tracking, {}):
         pass
     assert client.get_run(parent).info.status == "FINISHED"
     with stage_run("report", tracking, {}) as tracker:  # `dvc repro -f`: a new pipeline run
         assert tracker.parent_id != parent
+
+
+def test_a_stage_ending_while_another_runs_leaves_the_parent_running(checkout, tracking):
+    client = mlflow.MlflowClient(tracking.uri)
+    with stage_run("train_vae", tracking, {}) as vae:  # `dvc queue start -j 2`, one key
+        with pytest.raises(RuntimeError), stage_run("judge", tracking, {}) as judge:
+            assert judge.parent_id == vae.parent_id
+            raise RuntimeError("boom")
+        parent = client.get_run(vae.parent_id)
+        assert parent.info.status == "RUNNING" and parent.data.tags[LAST_STAGE_TAG] == "judge"
+    parent = client.get_run(vae.parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags[LAST_STAGE_TAG] == "train_vae"
+
+
+def test_a_stage_left_running_by_a_dead_process_does_not_keep_the_parent_open(checkout,
+                                                                              tracking):
+    client = mlflow.MlflowClient(tracking.uri)
+    with stage_run("judge", tracking, {}) as judge:
+        pass
+    with stage_run("train_vae", tracking, {}) as vae:
+        # meanwhile the judge's process died with SIGKILL and left its run RUNNING
+        client.update_run(judge.run_id, "RUNNING")
+        client.set_tag(judge.run_id, PID_TAG, str(2 ** 22 + 1))  # beyond pid_max: no process
+    assert client.get_run(vae.parent_id).info.status == "FINISHED"
 
 
 def test_changed_params_start_a_new_parent(checkout, tracking, git):
@@ -142,8 +174,21 @@ def test_an_experiment_without_description_gets_one(checkout, tracking):
     client = mlflow.MlflowClient(tracking.uri)
     exp_id = client.create_experiment(tracking.experiment)
     assert experiment_id(client, tracking.experiment, checkout, local=True) == exp_id
-    assert "One parent run per pipeline run" in \
-        client.get_experiment(exp_id).tags["mlflow.note.content"]
+    tags = client.get_experiment(exp_id).tags
+    assert "One parent run per pipeline run" in tags["mlflow.note.content"]
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
+
+
+def test_the_experiment_is_of_the_custom_model_kind_unless_set_otherwise(checkout, tracking):
+    client = mlflow.MlflowClient(tracking.uri)
+    with stage_run("prepare", tracking, {}):
+        pass
+    exp = client.get_experiment_by_name(tracking.experiment)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind", "genai_development")
+    assert experiment_id(client, tracking.experiment, checkout, local=True) == exp.experiment_id
+    assert client.get_experiment(exp.experiment_id).tags["mlflow.experimentKind"] == \
+        "genai_development"  # set by hand: kept
 
 
 def test_unreadable_params_are_one_config_error(checkout, tracking):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 from contextlib import nullcontext
@@ -150,6 +151,8 @@ def _worker(mode: str, out: Path) -> int:
                 _train(world, out)
             elif mode == "resume":
                 _resume(world, out)
+            elif world.rank == 1 and mode == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
             elif world.rank == 1:
                 raise DataError("a planted failure on rank 1")
             else:
@@ -243,6 +246,30 @@ def test_a_failing_rank_fails_the_launch_with_one_line(tmp_path, capfd) -> None:
     assert err.count("genduel fail (rank 1 of 2): error: a planted failure on rank 1\n") == 1
     assert err.count("genduel fail: error: rank 1 of 2 failed with exit code 2 ") == 1
     assert "Traceback" not in err  # rank 0, stopped by torchrun or by its lost peer: one line
+
+
+
+def test_a_rank_killed_by_a_signal_is_named_with_it(tmp_path, capfd) -> None:
+    code = stage.run_stage("kill", lambda: stage.launch("kill", RT, __file__,
+                                                        ["kill", str(tmp_path)]), record=False)
+    err = capfd.readouterr().err
+    assert code == 2
+    assert err.count("genduel kill: error: rank 1 of 2 was killed by signal 9 (SIGKILL): out of "
+                     "memory (the kernel's OOM killer) or killed by hand, so it printed no "
+                     "error; every rank was stopped\n") == 1, err
+    assert "its error is above" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("exitcode", "line"), [
+    (2, "rank 1 of 4 failed with exit code 2 (its error is above); every rank was stopped"),
+    (-9, "rank 1 of 4 was killed by signal 9 (SIGKILL): out of memory (the kernel's OOM "
+         "killer) or killed by hand, so it printed no error; every rank was stopped"),
+    (-11, "rank 1 of 4 was killed by signal 11 (SIGSEGV): a crash in native code, so it "
+          "printed no error; every rank was stopped"),
+    (-99, "rank 1 of 4 was killed by signal 99, so it printed no error; every rank was stopped"),
+])
+def test_the_launcher_line_says_how_a_rank_ended(exitcode, line) -> None:
+    assert stage.rank_failure(1, 4, exitcode) == line
 
 
 # ----------------------------------------------------------------- the stage launcher

@@ -16,6 +16,7 @@ from typing import Any
 
 from genduel.io import numeric
 from genduel.tracking.mlflow_store import MlflowTracker
+from genduel.tracking.outbox import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,8 @@ def log_evaluation(tracker: MlflowTracker, rows: Mapping[str, Mapping[str, Any]]
     try:
         _log_rows(tracker, rows, training_runs, series)
     except Exception as exc:  # the store went away mid-stage: the record, not the stage, suffers
-        log.warning("evaluation rows not recorded in MLflow store %s (%s: %s)", tracker.uri,
-                    exc.__class__.__name__, str(exc).strip().splitlines()[0][:200]
-                    if str(exc).strip() else "")
+        log.warning("evaluation rows not recorded in MLflow store %s (%s)", tracker.uri,
+                    describe_error(exc))
 
 
 def _log_rows(tracker: MlflowTracker, rows: Mapping[str, Mapping[str, Any]],

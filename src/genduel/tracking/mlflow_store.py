@@ -48,7 +48,7 @@ import torch
 from genduel.config import TrackingConfig
 from genduel.errors import GenDuelError
 from genduel.tracking.base import DatasetRef, ModelExample
-from genduel.tracking.outbox import Backoff, Outbox
+from genduel.tracking.outbox import Backoff, Outbox, describe_error
 from genduel.tracking.pipeline_run import (
     KIND_TAG,
     close_parent,
@@ -229,11 +229,12 @@ class MlflowTracker:
                              experiment_id=self.experiment_id, parent_id=self.run_id,
                              tags=self.tags, uri=self.uri, outbox=self.outbox)
 
-    def close(self) -> bool:
-        """One last attempt at what waits, then one warning line about what is still unsent;
-        True when everything was sent."""
+    def close(self, succeeded: bool = True) -> bool:
+        """One last attempt at what waits, then one warning line about what is still unsent
+        (saying the stage's outputs are complete only when it ``succeeded``); True when
+        everything was sent."""
         self._send(force=True)
-        unsent = self.outbox.report(self.run_id, self.uri)
+        unsent = self.outbox.report(self.run_id, self.uri, succeeded)
         if unsent:
             log.warning("%s", unsent)
         return unsent is None
@@ -313,11 +314,12 @@ def _open_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
         sweep_dead_runs(client, exp_id)
         pipeline = describe(cwd, os.environ.get("DVC_EXP_NAME", ""),
                             os.environ.get("DVC_EXP_BASELINE_REV", ""))
-        parent = open_parent(client, exp_id, pipeline, cwd)
-        tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
-                "genduel.stage": stage, "dvc.stage": stage, **process_tags(),
-                "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
-        run_id = start_stage_run(client, exp_id, stage, tags, resume_run_id)
+        with _held(client):  # no other stage's end closes the parent before this run exists
+            parent = open_parent(client, exp_id, pipeline, cwd)
+            tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
+                    "genduel.stage": stage, "dvc.stage": stage, **process_tags(),
+                    "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
+            run_id = start_stage_run(client, exp_id, stage, tags, resume_run_id)
     except GenDuelError:  # a TrackingError, or params.yaml that does not validate
         raise
     except Exception as exc:
@@ -330,18 +332,24 @@ def _open_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
     return tracker
 
 
+def _held(client: Any) -> contextlib.AbstractContextManager:
+    """The store lock of a sqlite store (:class:`~genduel.tracking.store.LockedClient`, held
+    across several calls); nothing for a server's store."""
+    return client.hold() if isinstance(client, LockedClient) else contextlib.nullcontext()
+
+
 def _close_run(tracker: MlflowTracker, stage: str, status: str, lock_timeout: float) -> None:
     """Last attempt at the unsent calls, then the run's and the parent's end status; a store
     that does not take them is one warning, never an exception."""
     client = tracker.client
     if isinstance(client, LockedClient):
         client.timeout = lock_timeout
-    tracker.close()
+    tracker.close(succeeded=status == "FINISHED")
     try:
-        client.set_terminated(tracker.run_id, status)
-        close_parent(client, tracker.parent_id, stage, status)
+        with _held(client):  # no other stage reopens the parent between the check and the end
+            client.set_terminated(tracker.run_id, status)
+            close_parent(client, tracker.parent_id, stage, status, tracker.run_id)
     except Exception as exc:
-        log.warning("MLflow store %s did not record the end (%s) of run %s (%s: %s); the next "
+        log.warning("MLflow store %s did not record the end (%s) of run %s (%s); the next "
                     "stage on this host marks it KILLED", tracker.uri, status, tracker.run_id,
-                    exc.__class__.__name__, str(exc).strip().splitlines()[0][:200]
-                    if str(exc).strip() else "")
+                    describe_error(exc))

@@ -7,7 +7,9 @@ here instead of an exception. While the store fails, attempts are skipped for a 
 interval, not one per call. A call the store refuses (a 4xx answer: a conflicting param, a
 deleted run) is dropped and counted instead, so it cannot block the calls behind it. What is
 still unsent when the run closes gets one last attempt, then one warning line
-(:meth:`Outbox.report`) with what was not sent or refused.
+(:meth:`Outbox.report`) with what was not sent or refused. Errors are described by their
+cause (:func:`describe_error`): a full disk says so, not the SQLAlchemy autoflush note that
+heads its text.
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from genduel.io import disk_full
+
 log = logging.getLogger(__name__)
 
 #: Metric points kept while the store fails; beyond that the oldest are dropped (and counted).
 MAX_POINTS = 100_000
+#: How :func:`describe_error` names a store whose disk is full.
+DISK_FULL = "disk full (No space left on device)"
+#: What a store's error text says when its disk is full (sqlite's SQLITE_FULL, the OS's ENOSPC;
+#: MLflow raises either wrapped in an MlflowException whose first line is SQLAlchemy's note).
+_FULL_TEXTS = ("database or disk is full", "No space left on device")
 
 
 class Backoff:
@@ -41,7 +50,7 @@ class Backoff:
     def failed(self, exc: BaseException) -> None:
         self.delay = min(self.most, self.delay * 2 if self.delay else self.first)
         self.next_try = self.clock() + self.delay
-        self.reason = _describe(exc)
+        self.reason = describe_error(exc)
         log.info("MLflow call failed (%s); next attempt in %.0f s", self.reason, self.delay)
 
     def succeeded(self) -> None:
@@ -83,8 +92,8 @@ class Outbox:
         except Exception as exc:  # the store is down, hung, locked: keep it for later
             if _refused(exc):
                 self.backoff.succeeded()  # the store answered
-                self.refused_reason = self.refused_reason or _describe(exc)
-                log.info("MLflow refused a call (%s); it is dropped", _describe(exc))
+                self.refused_reason = self.refused_reason or describe_error(exc)
+                log.info("MLflow refused a call (%s); it is dropped", describe_error(exc))
                 return None
             self.backoff.failed(exc)
             return False
@@ -121,8 +130,9 @@ class Outbox:
                 self.points.popleft()
         return True
 
-    def report(self, run_id: str, uri: str) -> str | None:
-        """The one warning line for what was not sent (None when everything was)."""
+    def report(self, run_id: str, uri: str, succeeded: bool = True) -> str | None:
+        """The one warning line for what was not sent (None when everything was); it says the
+        stage's outputs are complete only when the stage ``succeeded``."""
         unsent = [f"{len(self.points) + self.dropped} metric points"] if (
             self.points or self.dropped) else []
         kinds = sorted({what for what, _ in self.calls})
@@ -130,14 +140,20 @@ class Outbox:
         refused = [f"{n} {what}" for what, n in sorted(self.refused.items())]
         if not (unsent or refused):
             return None
+        full = bool(unsent) and self.backoff.reason == DISK_FULL
         parts = []
         if unsent:
-            parts.append(f"did not take {', '.join(unsent)} "
-                         f"({self.backoff.reason or 'unknown reason'})")
+            why = "" if full else f" ({self.backoff.reason or 'unknown reason'})"
+            parts.append(f"did not take {', '.join(unsent)}{why}")
         if refused:
             parts.append(f"refused {', '.join(refused)} ({self.refused_reason})")
-        return (f"MLflow store {uri} {' and '.join(parts)} of run {run_id}; the stage's "
-                "outputs are complete, its MLflow record is not")
+        head = f"{DISK_FULL} writing the MLflow store at {uri}: it" if full else \
+            f"MLflow store {uri}"
+        outcome = ("the stage's outputs are complete, its MLflow record is not" if succeeded
+                   else "its MLflow record is incomplete (the stage did not finish: see its "
+                        "own error or signal line)")
+        fix = "; free space on that disk" if full else ""
+        return f"{head} {' and '.join(parts)} of run {run_id}{fix}; {outcome}"
 
 
 def _refused(exc: Exception) -> bool:
@@ -147,6 +163,15 @@ def _refused(exc: Exception) -> bool:
     return 400 <= code < 500 and code not in (408, 429)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A store error in a few words: :data:`DISK_FULL` when its cause is a full disk (anywhere
+    in its chain of causes), else its class and the first line of its text."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        if disk_full(cause) or any(t in str(cause) for t in _FULL_TEXTS):
+            return DISK_FULL
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
     first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
     return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__

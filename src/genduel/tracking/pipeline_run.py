@@ -17,10 +17,18 @@ not FINISHED, or creates it. **Race rule**: two stages that start at once (``dvc
 and every one keeps the oldest candidate (start time, then run id) and deletes its own if that
 is not it, so all stages nest under one parent.
 
-The parent's status tells the truth about the pipeline run: RUNNING while stages run, FAILED
-when a stage fails and KILLED when one is interrupted (a later stage of the same key reopens
-it), FINISHED when the last stage (:data:`LAST_STAGE`, the report) ends. A run whose report
-stage is cached stays RUNNING.
+The parent's status tells the truth about the pipeline run: RUNNING exactly while one of its
+stages runs; otherwise the status of the stage that ended last (FINISHED, FAILED, or KILLED when
+it was interrupted), named by its tag :data:`LAST_STAGE_TAG` (:func:`close_parent`). A later
+stage of the same key reopens it (RUNNING again) until the last stage (:data:`LAST_STAGE`, the
+report) has FINISHED: that pipeline run is complete, and the next stage of the same key (``dvc
+repro -f``) starts a new one. So ``dvc repro -s train_vae``, or a run whose report is cached,
+leaves a FINISHED parent, not one RUNNING forever. A stage that ends while another stage of the
+same parent still runs (``dvc queue start -j 2`` with one key) leaves it RUNNING; on the sqlite
+store the store lock is held from that check to the new status, and from a parent's reopening
+to its stage's run, so two stages cannot interleave there (a server's store has no such lock:
+a stage starting in the instant another ends may find its parent closed; the next stage end
+sets it right).
 
 **Resume**: a stage that continues an interrupted attempt reopens that attempt's run
 (:func:`start_stage_run`), so one run holds the metrics of both halves.
@@ -44,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from genduel import config
+from genduel.tracking.outbox import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,8 @@ PIPELINE_WRITTEN = ("dvc.lock", "params.yaml", "metrics")
 PIPELINE_CODE = ("src", "pipeline", "dvc.yaml", "pyproject.toml", "constraints.txt")
 #: The stage whose end finishes the pipeline run (the last one in dvc.yaml).
 LAST_STAGE = "report"
+#: On a parent: the stage that ended last (its status is the parent's while no stage runs).
+LAST_STAGE_TAG = "genduel.last_stage"
 KEY_TAG = "genduel.pipeline_key"
 KIND_TAG = "genduel.kind"  # "pipeline" (parents), "stage", "record" (evaluate's rows)
 HOST_TAG, PID_TAG = "genduel.host", "genduel.pid"  # the process that holds a stage run open
@@ -121,8 +132,16 @@ def _candidates(client: Any, exp_id: str, key: str) -> list[Any]:
     runs = client.search_runs(
         [exp_id], filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{KIND_TAG}` = 'pipeline'",
         max_results=100)
-    return sorted((r for r in runs if r.info.status != "FINISHED"),
+    return sorted((r for r in runs if not complete(r)),
                   key=lambda r: (r.info.start_time, r.info.run_id))
+
+
+def complete(parent: Any) -> bool:
+    """Whether a parent's pipeline run is over: FINISHED by its :data:`LAST_STAGE` (or FINISHED
+    without :data:`LAST_STAGE_TAG`: a parent from before the tag, which only the report
+    finished). Any other parent is reopened by the next stage of its key."""
+    return (parent.info.status == "FINISHED"
+            and parent.data.tags.get(LAST_STAGE_TAG, LAST_STAGE) == LAST_STAGE)
 
 
 def open_parent(client: Any, exp_id: str, pipeline: Pipeline, root: Path) -> str:
@@ -166,13 +185,28 @@ def _log_pipeline_params(client: Any, run_id: str, root: Path) -> None:
         client.log_batch(run_id, params=items[i:i + 100])
 
 
-def close_parent(client: Any, parent: str, stage: str, status: str) -> None:
-    """After a stage: FAILED if it failed, KILLED if it was interrupted, FINISHED if it was
-    :data:`LAST_STAGE`."""
-    if status in ("FAILED", "KILLED"):
-        client.set_terminated(parent, status)
-    elif stage == LAST_STAGE:
-        client.set_terminated(parent, "FINISHED")
+def close_parent(client: Any, parent: str, stage: str, status: str, run_id: str = "") -> None:
+    """After ``stage`` (its run ``run_id``) ended with ``status``: the parent takes that status
+    and names the stage (:data:`LAST_STAGE_TAG`), unless another stage of it still runs (then
+    it stays RUNNING, and that stage's end decides)."""
+    client.set_tag(parent, LAST_STAGE_TAG, stage)
+    if running_stages(client, parent, exclude=run_id):
+        log.info("pipeline run %s stays RUNNING: another of its stages still runs", parent)
+        return
+    client.set_terminated(parent, status)
+
+
+def running_stages(client: Any, parent: str, exclude: str = "") -> list[str]:
+    """The stage runs of ``parent`` (but ``exclude``) that are RUNNING and whose process is
+    alive (a run of another host counts as alive: its process cannot be checked from here)."""
+    runs = client.search_runs(
+        [client.get_run(parent).info.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`mlflow.parentRunId` = "
+                      f"'{parent}' and tags.`{KIND_TAG}` = 'stage'", max_results=1000)
+    host = socket.gethostname()
+    return [r.info.run_id for r in runs if r.info.run_id != exclude and not (
+        r.data.tags.get(HOST_TAG) == host and r.data.tags.get(PID_TAG, "").isdigit()
+        and not pid_alive(int(r.data.tags[PID_TAG]), r.data.tags.get(PID_START_TAG, "")))]
 
 
 def start_stage_run(client: Any, exp_id: str, stage: str, tags: dict[str, str],
@@ -268,8 +302,8 @@ def sweep_dead_runs(client: Any, exp_id: str, host: str | None = None) -> list[s
                 client.set_terminated(parent, "KILLED")
                 killed.append(parent)
     except Exception as exc:  # a sweep is housekeeping: never the reason a stage fails
-        log.warning("could not check for MLflow runs left RUNNING by dead processes (%s: %s)",
-                    exc.__class__.__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+        log.warning("could not check for MLflow runs left RUNNING by dead processes (%s)",
+                    describe_error(exc))
         return []
     if killed:
         log.info("marked %d MLflow run(s) KILLED whose process on %s is gone: %s",

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genduel.config import TrackingConfig
+from genduel.config import TRACKING_URI_FORMS, TrackingConfig, tracking_uri_problem
 from genduel.errors import TrackingError
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ EXPERIMENT_NOTE = (
     "Metric names: `train/<k>` at training steps, the keys of metrics/*.json for everything "
     "else. Source of truth for the numbers: metrics/*.json and reports/report.html.")
 
+#: MLflow 3's experiment kind tag: with ``custom_model_development`` its UI opens the
+#: experiment on the runs table, not on the GenAI overview of traces (empty here).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
 
 def repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
     """The repository whose ``mlflow.db`` to use, also from inside a queued experiment."""
@@ -54,12 +58,21 @@ def repo_root(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> 
 
 def resolve_uri(cfg: TrackingConfig, env: Mapping[str, str] | None = None,
                 root: Path | None = None) -> str:
-    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the embedded sqlite store."""
+    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the embedded sqlite store.
+
+    Raises:
+        TrackingError: ``$MLFLOW_TRACKING_URI`` is of no form MLflow opens (``tracking.uri``
+            was checked with the params: :func:`~genduel.config.tracking_uri_problem`).
+    """
     env = os.environ if env is None else env
     if cfg.uri:
         return cfg.uri
     if env.get("MLFLOW_TRACKING_URI"):
-        return env["MLFLOW_TRACKING_URI"]
+        uri = env["MLFLOW_TRACKING_URI"]
+        if problem := tracking_uri_problem(uri):
+            raise TrackingError(f"MLFLOW_TRACKING_URI = {uri!r} is not a tracking URI "
+                                f"({problem}); unset it or use {TRACKING_URI_FORMS}")
+        return uri
     return f"sqlite:///{(root or repo_root(env)) / 'mlflow.db'}"
 
 
@@ -101,20 +114,22 @@ def set_fluent_uri(uri: str) -> None:
 
 
 def experiment_id(client: Any, name: str, root: Path, local: bool) -> str:
-    """The experiment ``name``, created (with :data:`EXPERIMENT_NOTE`) if missing; an existing
-    one without a description gets it."""
+    """The experiment ``name``, created (with :data:`EXPERIMENT_NOTE` and
+    :data:`EXPERIMENT_KIND`) if missing; an existing one gets whichever of the two it lacks (a
+    kind set by hand is kept)."""
     exp = client.get_experiment_by_name(name)
+    tags = {"mlflow.note.content": EXPERIMENT_NOTE, EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]}
     if exp is None:
         location = (root / "mlartifacts").as_uri() if local else None
         try:
-            return client.create_experiment(name, artifact_location=location,
-                                            tags={"mlflow.note.content": EXPERIMENT_NOTE})
+            return client.create_experiment(name, artifact_location=location, tags=tags)
         except Exception:  # another queued run created it first: use theirs
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
-    if not exp.tags.get("mlflow.note.content"):
-        client.set_experiment_tag(exp.experiment_id, "mlflow.note.content", EXPERIMENT_NOTE)
+    for key, value in tags.items():
+        if not exp.tags.get(key):
+            client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
 
 
