@@ -11,6 +11,7 @@ import torch
 from scipy import linalg, stats
 
 from genduel import metrics as M
+from genduel.metrics import features as _features
 
 torch.set_default_dtype(torch.float32)
 
@@ -204,7 +205,21 @@ def test_precision_recall_do_not_depend_on_the_block_size():
     want = M.precision_recall(real, fake, k=3, block=10_000)
     assert 0 < want[0] < 1 and 0 < want[1] < 1
     for block in (1, 33, 449):
+        _features._REAL_RADII.clear()  # the real set's radii too, not the remembered ones
         assert M.precision_recall(real, fake, k=3, block=block) == want
+
+
+def test_the_remembered_real_radii_are_those_of_the_real_set_passed():
+    rng = _rng(20)
+    real, fake = rng.standard_normal((300, 6)), rng.standard_normal((280, 6)) + 0.2
+    _features._REAL_RADII.clear()
+    want = M.precision_recall(real, fake, k=3)
+    assert M.precision_recall(real.copy(), fake, k=3) == want  # the same set: served again
+    moved = real.copy()
+    moved[:150] *= 3.0  # another real set of the same shape: its own radii
+    got = M.precision_recall(moved, fake, k=3)
+    _features._REAL_RADII.clear()
+    assert got == M.precision_recall(moved, fake, k=3) and got != want
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

@@ -165,6 +165,11 @@ def test_models_table_for_unconditional_bce_models_and_older_eval_files(with_par
         vae, {**gan, "r1_weight": 1.0})))[1].rows}
     assert r1["R1 penalty weight γ (real images)"] == [DASH, "1"]
     assert rows["Optimizer"][1] == "SGD, momentum 0.5"
+    assert "Generator upsampling (x2, twice)" not in rows  # params from before gan.g_arch
+    resize = {r[0]: r[1:] for r in model_blocks(inputs(with_params(
+        vae, {**gan, "g_arch": "resize", "g_extra_convs": 1})))[1].rows}
+    assert resize["Generator upsampling (x2, twice)"] == [
+        DASH, "nearest-neighbour resize + 3×3 conv, 1 more 3×3 conv between"]
     assert "not the ELBO" in rows["Objective"][0]
     assert len(blocks) == 2  # no conditional model: no notes
     assert model_blocks(inputs(with_params(None, None))) == []  # eval files without model_params

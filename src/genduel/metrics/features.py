@@ -11,6 +11,7 @@ Why not call torch-fidelity directly (its functions are the references in the te
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -175,6 +176,21 @@ def _knn_radii_sq(x: torch.Tensor, x_sq: torch.Tensor, k: int, block: int) -> to
     return torch.cat(radii)
 
 
+# The k-NN radii of the last real set seen: evaluate compares every model's samples with one
+# real reference, whose radii are then computed once instead of once per row and draw.
+_REAL_RADII: dict[tuple, torch.Tensor] = {}
+
+
+def _real_radii_sq(r: torch.Tensor, r_sq: torch.Tensor, k: int, block: int) -> torch.Tensor:
+    """:func:`_knn_radii_sq` of the (centred, float32) real set, remembered for the last set by a
+    digest of its bytes (so a changed array is never served stale radii)."""
+    key = (tuple(r.shape), k, hashlib.blake2b(r.numpy().tobytes(), digest_size=16).digest())
+    if key not in _REAL_RADII:
+        _REAL_RADII.clear()
+        _REAL_RADII[key] = _knn_radii_sq(r, r_sq, k, block)
+    return _REAL_RADII[key]
+
+
 def precision_recall(real_feat: np.ndarray | torch.Tensor, fake_feat: np.ndarray | torch.Tensor,
                      *, k: int = 3, block: int = 2048) -> tuple[float, float]:
     """Improved precision and recall of k-NN feature manifolds (Kynkaanniemi et al. 2019).
@@ -199,7 +215,7 @@ def precision_recall(real_feat: np.ndarray | torch.Tensor, fake_feat: np.ndarray
     r = torch.from_numpy(real - centre).float()
     f = torch.from_numpy(fake - centre).float()
     r_sq, f_sq = r.square().sum(1), f.square().sum(1)
-    r_rad, f_rad = _knn_radii_sq(r, r_sq, k, block), _knn_radii_sq(f, f_sq, k, block)
+    r_rad, f_rad = _real_radii_sq(r, r_sq, k, block), _knn_radii_sq(f, f_sq, k, block)
     # With g_ij = |r_j|^2 - rad_r_j - 2 f_i.r_j, so that d2_ij = g_ij + |f_i|^2 + rad_r_j:
     # fake i is in real ball j iff g_ij <= -|f_i|^2; real j is in fake ball i iff
     # g_ij + |f_i|^2 - rad_f_i <= -rad_r_j. One matmul and two reductions per block.

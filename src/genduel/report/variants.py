@@ -65,6 +65,19 @@ def _none(_: dict[str, Any]) -> str:
     return DASH
 
 
+#: ``gan.g_arch`` in words.
+G_UPSAMPLING = {"deconv": "4×4 stride-2 transposed conv",
+                "resize": "nearest-neighbour resize + 3×3 conv"}
+
+
+def _g_upsampling(g: dict[str, Any]) -> str:
+    if "g_arch" not in g:
+        return DASH
+    extra = int(g.get("g_extra_convs", 0))
+    return (G_UPSAMPLING.get(g["g_arch"], _setting(g, "g_arch"))
+            + (f", {extra} more 3×3 conv{'s' if extra > 1 else ''} between" if extra else ""))
+
+
 #: (setting, VAE cell, GAN cell): the settings that define each variant.
 SETTINGS: list[tuple[str, Cell, Cell]] = [
     ("Class-conditional", _key("conditional"), _key("conditional")),
@@ -86,6 +99,7 @@ SETTINGS: list[tuple[str, Cell, Cell]] = [
     ("Discriminator width", _none, lambda g: _setting(g, "d_width") if g.get("d_width")
      else _setting(g, "width")),
     ("Spectral normalization in D", _none, _key("spectral_norm")),
+    ("Generator upsampling (x2, twice)", _none, _g_upsampling),
     ("EMA of G's weights (decay; sampled when on)", _none,
      lambda g: _setting(g, "ema_decay") if g.get("ema_decay") else
      ("off" if "ema_decay" in g else DASH)),
