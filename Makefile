@@ -18,7 +18,8 @@ export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 GPU_PROFILE := -S runtime.device=cuda -S runtime.amp=true \
 	-S judge.epochs=10 \
 	-S vae.epochs=40 -S vae.width=64 \
-	-S gan.epochs=40 -S gan.width=64 -S gan.d_width=96 -S gan.ema_decay=0.999
+	-S gan.epochs=40 -S gan.width=64 -S gan.d_width=96 -S gan.ema_decay=0.999 \
+	-S gan.lr_g=0.0002 -S gan.lr_d=0.0001
 
 # The team MLflow server (`make mlflow-server`): a database store (sqlite here by default, or
 # MLFLOW_BACKEND=postgresql://user:password@host/db) and proxied artifacts, so clones need
