@@ -202,9 +202,11 @@ def launch(name: str, rt: config.RuntimeConfig, script: str | Path, args: Sequen
     try:
         elastic_launch(launch_cfg, sys.executable)(str(script), *args)
     except ChildFailedError as exc:
-        # The rank with a GenDuelError (exit code 2) first: the others only lost their peer.
+        # The rank with a GenDuelError (exit code 2) first, then one killed by a signal: the
+        # others only lost their peer (and may have noticed it before the killed one's end was).
         rank, failure = min(exc.failures.items(),
-                            key=lambda kv: (kv[1].exitcode != 2, kv[1].timestamp, kv[0]))
+                            key=lambda kv: (_failure_order(kv[1].exitcode), kv[1].timestamp,
+                                            kv[0]))
         raise TrainingError(rank_failure(rank, rt.world_size, failure.exitcode)) from None
     finally:
         elastic.setLevel(level)
@@ -214,6 +216,12 @@ def launch(name: str, rt: config.RuntimeConfig, script: str | Path, args: Sequen
 _SIGNAL_CAUSES = {signal.SIGKILL: "out of memory (the kernel's OOM killer) or killed by hand",
                   signal.SIGSEGV: "a crash in native code", signal.SIGBUS: "a crash in native code",
                   signal.SIGTERM: "stopped by another process", signal.SIGINT: "Ctrl-C"}
+
+
+def _failure_order(exitcode: int) -> int:
+    """Which failed rank the launcher names: 0 for a GenDuelError (exit code 2), 1 for a rank
+    ended by a signal (negative), 2 for the others (a rank that lost its peer exits with 1)."""
+    return 0 if exitcode == 2 else 1 if exitcode < 0 else 2
 
 
 def rank_failure(rank: int, world_size: int, exitcode: int) -> str:
