@@ -252,7 +252,7 @@ def test_a_failing_rank_fails_the_launch_with_one_line(tmp_path, capfd) -> None:
     assert "Traceback" not in err  # rank 0, stopped by torchrun or by its lost peer: one line
 
 
-
+@pytest.mark.e2e  # torchrun workers
 def test_a_rank_killed_by_a_signal_is_named_with_it(tmp_path, capfd) -> None:
     code = stage.run_stage("kill", lambda: stage.launch("kill", RT, __file__,
                                                         ["kill", str(tmp_path)]), record=False)
