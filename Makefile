@@ -1,4 +1,4 @@
-# GenDuel quickstart: `make repro` runs the pipeline, `make test` runs the tests.
+# GenDuel quickstart: `make repro` runs the pipeline, `make test` runs the fast tests.
 # Both create .venv with the pinned dependencies first (constraints.txt).
 
 PYTHON ?= python3
@@ -23,13 +23,15 @@ GPU_PROFILE := -S runtime.device=cuda -S runtime.amp=true \
 
 # The team MLflow server (`make mlflow-server`): a database store (sqlite here by default, or
 # MLFLOW_BACKEND=postgresql://user:password@host/db) and proxied artifacts, so clones need
-# nothing but HTTP. HOST and PORT go on the command line: make mlflow-server HOST=0.0.0.0.
+# nothing but HTTP. HOST, PORT and WORKERS (its server processes; the tests start one) go on the
+# command line: make mlflow-server HOST=0.0.0.0.
 MLFLOW_BACKEND ?= sqlite:///$(CURDIR)/mlflow-server.db
 MLFLOW_ARTIFACTS ?= $(CURDIR)/mlflow-server-artifacts
 HOST = 127.0.0.1
 PORT = 5000
+WORKERS = 4
 
-.PHONY: setup repro repro-gpu test lint bench clean mlflow-server
+.PHONY: setup repro repro-gpu test test-e2e test-all lint bench clean mlflow-server
 
 setup: $(STAMP)
 
@@ -46,7 +48,16 @@ repro-gpu: setup
 	@start=$$(date +%s); $(BIN)/dvc exp run -n gpu-profile $(GPU_PROFILE) && \
 	  $(BIN)/python -m genduel.timings --since $$start
 
+# Tests: `test` is the unit and small integration tests (minutes); `test-e2e` the end-to-end ones
+# marked e2e in tests/ (dvc repro in temporary repos, live MLflow and PostgreSQL servers, the
+# browser, torchrun); `test-all` runs both in one pytest session, each test once (what CI runs).
 test: setup
+	$(BIN)/python -m pytest -m "not e2e"
+
+test-e2e: setup
+	$(BIN)/python -m pytest -m e2e
+
+test-all: setup
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -62,7 +73,8 @@ mlflow-server: setup
 	@echo "Point a clone at it: 'tracking.uri: http://$(HOST):$(PORT)' in params.yaml, or"
 	@echo "  export MLFLOW_TRACKING_URI=http://$(HOST):$(PORT)"
 	exec $(BIN)/mlflow server --backend-store-uri '$(MLFLOW_BACKEND)' \
-	  --artifacts-destination '$(MLFLOW_ARTIFACTS)' --host '$(HOST)' --port '$(PORT)'
+	  --artifacts-destination '$(MLFLOW_ARTIFACTS)' --host '$(HOST)' --port '$(PORT)' \
+	  --workers '$(WORKERS)'
 
 clean:
 	rm -rf data/prepared models artifacts eval metrics reports

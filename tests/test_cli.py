@@ -1,13 +1,19 @@
-"""The ``genduel`` command, run as a user runs it: tiny models trained in-process, the console
-script in a subprocess, the files it writes read back with PIL and with torch-fidelity."""
+"""The ``genduel`` command, run as a user runs it: tiny models trained in-process, the command
+line through its entry point (``genduel.cli:main``, in this process as the console script calls
+it; the console script itself in a subprocess where that matters: ``--help``, a terminal, a
+browser), the files it writes read back with PIL and with torch-fidelity."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import logging
 import os
 import subprocess
 import sys
 import sysconfig
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +75,46 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {p.stem: p for p in root.glob("*.pt")}
 
 
-def genduel(*args: object, cwd: Path | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def genduel_script(*args: object, cwd: Path | None = None,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``genduel ARGS``: the installed console script in a subprocess."""
     assert SCRIPT.is_file(), f"{SCRIPT} missing: reinstall with `pip install -e .`"
     return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
+
+
+def genduel(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``genduel ARGS`` as the console script runs it (``sys.exit(genduel.cli.main())``), in
+    this process: a subprocess spends seconds importing torch on every call. What the script
+    would print goes to the result's stdout and stderr as it would in a fresh process: the
+    logging that ``main`` sets up and Python's warnings (the default filters) included."""
+    from genduel import cli
+
+    out, err = io.StringIO(), io.StringIO()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        err.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers[:] = []  # as in a fresh process: main's basicConfig installs its handler
+    try:
+        with contextlib.chdir(cwd or Path.cwd()), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.resetwarnings()
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                             ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            warnings.showwarning = show
+            try:
+                code = cli.main([str(a) for a in args])
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(["genduel", *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def _pngs(folder: Path) -> list[np.ndarray]:
@@ -87,7 +128,7 @@ def _pngs(folder: Path) -> list[np.ndarray]:
 
 
 def test_help_lists_the_commands():
-    result = genduel("--help")
+    result = genduel_script("--help")  # the installed console script itself
     assert result.returncode == 0
     for command in ("sample", "export-real", "report"):
         assert command in result.stdout
@@ -260,7 +301,8 @@ def test_report_prints_its_path_or_says_how_to_build_it(tmp_path):
     assert genduel("report", "--markdown", cwd=tmp_path).stdout == "# The report\n"
     # --open hands the file's URI to the browser that $BROWSER names (webbrowser's rule)
     browser = f"{sys.executable} -c 'import sys; open(\"opened\", \"w\").write(sys.argv[1])' %s"
-    opened = genduel("report", "--open", cwd=tmp_path, env={**os.environ, "BROWSER": browser})
+    opened = genduel_script("report", "--open", cwd=tmp_path,
+                            env={**os.environ, "BROWSER": browser})
     assert opened.returncode == 0, opened.stderr
     uri = (tmp_path / "reports" / "report.html").resolve().as_uri()
     assert (tmp_path / "opened").read_text() == uri
@@ -296,5 +338,5 @@ def test_progress_bars_show_on_a_terminal_and_stay_out_of_logs(models, tmp_path)
     args = ["sample", models["vae"], "-n", 40, "--batch-size", 8]
     shown = _stderr_through_a_terminal([str(SCRIPT), *map(str, args), "--out", tmp_path / "t"])
     assert "sampling:" in shown and "writing PNGs:" in shown and "/40 [" in shown
-    piped = genduel(*args, "--out", tmp_path / "p")
+    piped = genduel_script(*args, "--out", tmp_path / "p")
     assert piped.returncode == 0 and piped.stderr == ""

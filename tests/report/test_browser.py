@@ -34,6 +34,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-extensions", "--hide-scrollbars", "--remote-debugging-pipe")
 TIMEOUT_S = 20.0
 
+pytestmark = pytest.mark.e2e  # a real browser: `make test-e2e`
+
 #: Runs in the page once it has loaded, with the intended width: images decoded, widths, and
 #: the first elements (outside the sideways-scrolling table wrappers) that stick out past it.
 CHECK_JS = """async (width) => {

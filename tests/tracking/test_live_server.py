@@ -62,7 +62,7 @@ def mlflow_server(tmp: Path, backend: str) -> Iterator[str]:
     proc = subprocess.Popen(
         ["make", "-C", str(ROOT), "-o", ".venv/.installed", f"BIN={BIN}", "mlflow-server",
          f"MLFLOW_BACKEND={backend}", f"MLFLOW_ARTIFACTS={tmp / 'art'}", "HOST=127.0.0.1",
-         f"PORT={url.rsplit(':', 1)[1]}"],
+         f"PORT={url.rsplit(':', 1)[1]}", "WORKERS=1"],  # 4 workers start 4 copies of MLflow
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 90

@@ -144,7 +144,7 @@ def queued(tmp_path_factory) -> dict:
         if not any(word in status for word in ("Queued", "Running")):
             break
         assert time.monotonic() < deadline, status
-        time.sleep(2)
+        time.sleep(5)  # each look starts dvc: a second of the CPU the queue's workers need
     logs = {name: _dvc(["queue", "logs", name], repo, env) for name in QUEUED}
     return {"repo": repo, "env": env, "status": status, "logs": logs}
 

@@ -5,6 +5,7 @@ network without BatchNorm takes, under 2 processes, the steps one process takes 
 global batch (losses and weights to float tolerance); rank 0 alone writes and tracks; a failing
 rank fails the launch with one line. This file is also the workers' script
 (``python test_distributed.py <mode> <out>``), run under :func:`genduel.stage.launch`.
+The tests that start workers are end-to-end (``make test-e2e``); the others run in ``make test``.
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ def two_ranks(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.e2e  # torchrun workers
 def test_two_processes_train_and_rank_0_alone_writes(two_ranks: Path) -> None:
     ranks = [json.loads((two_ranks / f"rank{r}.json").read_text()) for r in range(2)]
     steps = {"vae": 64 // 16, "gan": 64 // 8, "bce_gan": 64 // 8 // 2, "judge": 64 // 16}
@@ -228,6 +230,7 @@ def test_two_processes_train_and_rank_0_alone_writes(two_ranks: Path) -> None:
                      "vae/history.csv"]  # one checkpoint per model, no temporary file left
 
 
+@pytest.mark.e2e  # torchrun workers
 def test_two_processes_take_the_steps_of_one_on_the_same_global_batch(two_ranks: Path) -> None:
     torch.manual_seed(0)
     losses, weights = _judge_steps(runtime.ONE_PROCESS)
@@ -238,6 +241,7 @@ def test_two_processes_take_the_steps_of_one_on_the_same_global_batch(two_ranks:
     assert losses[0] != pytest.approx(losses[-1], rel=1e-3)  # the steps did change the weights
 
 
+@pytest.mark.e2e  # torchrun workers
 def test_a_failing_rank_fails_the_launch_with_one_line(tmp_path, capfd) -> None:
     code = stage.run_stage("fail", lambda: stage.launch("fail", RT, __file__,
                                                         ["fail", str(tmp_path)]), record=False)
@@ -248,7 +252,7 @@ def test_a_failing_rank_fails_the_launch_with_one_line(tmp_path, capfd) -> None:
     assert "Traceback" not in err  # rank 0, stopped by torchrun or by its lost peer: one line
 
 
-
+@pytest.mark.e2e  # torchrun workers
 def test_a_rank_killed_by_a_signal_is_named_with_it(tmp_path, capfd) -> None:
     code = stage.run_stage("kill", lambda: stage.launch("kill", RT, __file__,
                                                         ["kill", str(tmp_path)]), record=False)
@@ -273,6 +277,7 @@ def test_the_launcher_line_says_how_a_rank_ended(exitcode, line) -> None:
 
 
 # ----------------------------------------------------------------- the stage launcher
+@pytest.mark.e2e  # torchrun workers
 def test_a_stage_with_two_processes_relaunches_itself_under_torchrun(tmp_path) -> None:
     """``python pipeline/train_vae.py`` with runtime.nproc_per_node = 2: one checkpoint, one
     MLflow stage run with world_size 2, the metrics JSON naming it."""
@@ -317,6 +322,7 @@ if __name__ == "__main__":
     sys.exit(_worker(sys.argv[1], Path(sys.argv[2])))
 
 
+@pytest.mark.e2e  # torchrun workers
 def test_two_processes_resume_from_their_epoch_states(tmp_path) -> None:
     """Each rank saves its own state at an epoch's end; after a crash both resume from it and
     the run ends as the uninterrupted one did (rank 0's checkpoint and CSVs, bit for bit)."""
