@@ -221,8 +221,8 @@ def test_vae_change_reaches_train_gan_only_through_init_from_vae(repo):
     assert _models(path, env) == ["fit_prior"]
     assert _stale(path, env) == {"evaluate", "report"}
     params = yaml.safe_load((path / "params.yaml").read_text())
-    _set(path, "gan", init_from_vae=True, latent_dim=params["vae"]["latent_dim"],
-         width=params["vae"]["width"])
+    _set(path, "gan", init_from_vae=True, g_arch="deconv",  # the decoder's layers
+         latent_dim=params["vae"]["latent_dim"], width=params["vae"]["width"])
     assert _models(path, env) == ["gan_init", "train_gan"]
     assert _stale(path, env) == {"evaluate", "report"}
     _set(path, "vae", lr=0.001)  # with init_from_vae on, the VAE reaches train_gan
