@@ -109,7 +109,8 @@ def copy_over(src: str, dst: str) -> Callable[[Path], None]:
 def init_from_vae(then: Callable[[Path], None]) -> Callable[[Path], None]:
     """gan.init_from_vae on (with params it accepts): gan_init reads the VAE checkpoint."""
     def damage(repo: Path) -> None:
-        FAULTS.set_params(repo, gan={"init_from_vae": True, "latent_dim": 32, "width": 48},
+        FAULTS.set_params(repo, gan={"init_from_vae": True, "g_arch": "deconv",
+                                     "latent_dim": 32, "width": 48},
                           vae={"decoder_components": 1})
         then(repo)
     return damage

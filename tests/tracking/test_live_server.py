@@ -163,7 +163,7 @@ def test_one_parent_per_pipeline_run_holds_its_stage_runs(pipeline, ui):
     first = parents[0]
     commit = first.data.tags["mlflow.source.git.commit"]
     assert first.info.run_name == f"workspace@{commit[:7]}" and not commit.endswith("-dirty")
-    assert first.data.params["vae.epochs"] == "1" and first.data.params["gan.lr_g"] == "0.0002"
+    assert first.data.params["vae.epochs"] == "1" and first.data.params["gan.lr_g"] == "0.0016"
     assert parents[1].data.params["gan.lr_g"] == "0.0003"
     for run in children[0].values():
         assert run.info.status == "FINISHED"
