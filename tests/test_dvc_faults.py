@@ -169,8 +169,9 @@ def test_kill_9_mid_training_then_dvc_repro_continues_to_the_same_bytes(trained)
     deadline = time.monotonic() + 120
     while not _state_files(repo) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    trainer = subprocess.run(["pgrep", "-f", "pipeline/train_vae.py"], capture_output=True,
-                             text=True).stdout.split()
+    # this repro's trainer only (its session): not another pipeline's train_vae on this machine
+    trainer = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "pipeline/train_vae.py"],
+                             capture_output=True, text=True).stdout.split()
     assert _state_files(repo) and trainer, "the trainer ended before it could be killed"
     for pid in trainer:
         os.kill(int(pid), signal.SIGKILL)
