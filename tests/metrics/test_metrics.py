@@ -1,5 +1,6 @@
 """Metrics against known answers and against independent implementations (torch-fidelity,
-torchmetrics, scipy)."""
+torchmetrics, scipy; density and coverage, which neither library has, against a float64
+implementation of the paper's formulas)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import linalg, stats
+from scipy import linalg, spatial, stats
 
 from genduel import metrics as M
 from genduel.metrics import features as _features
@@ -232,6 +233,123 @@ def test_precision_recall_match_torch_fidelity(k):
                                                    neighborhood=k)
     p, r = M.precision_recall(real, fake, k=k, block=256)  # several blocks
     assert abs(p - ref_p) <= 1 / 600 and abs(r - ref_r) <= 1 / 700  # one float32 flip at most
+
+
+# ----------------------------------------------------------------------- density / coverage
+def _density_coverage_reference(real, fake, k):
+    """Naeem et al. (2020), Eqs. 3-4, in float64 from all pairwise distances."""
+    nnd_k = np.sort(spatial.distance.cdist(real, real), axis=1)[:, k]  # column 0: X_i itself
+    inside = spatial.distance.cdist(fake, real) <= nnd_k  # (M, N): Y_j in B(X_i, NND_k(X_i))
+    return inside.sum() / (k * len(fake)), inside.any(axis=0).mean()
+
+
+def _integer_set(seed: int, n_half: int = 100, d: int = 8) -> np.ndarray:
+    """Integers in [-100, 100], symmetric about 0: the real mean is exactly 0 and every float32
+    distance :func:`M.density_coverage` computes is an exact integer (< 2^24), so it must agree
+    exactly with the float64 reference, points on a ball's boundary included."""
+    a = _rng(seed).integers(-100, 101, size=(n_half, d)).astype(np.float64)
+    return np.vstack([a, -a])
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("n_real, n_fake", [(200, 150), (150, 260)])
+def test_density_coverage_match_the_paper_formulas_in_float64(k, n_real, n_fake):
+    rng = _rng(30 + k)
+    real = rng.standard_normal((n_real, 8))
+    fake = rng.standard_normal((n_fake, 8)) * 1.2 + 0.2
+    _features._REAL_RADII.clear()
+    density, coverage = M.density_coverage(real, fake, k=k, block=64)  # several blocks
+    ref_density, ref_coverage = _density_coverage_reference(real, fake, k)
+    assert 0 < coverage < 1
+    assert abs(density - ref_density) <= 1 / (k * n_fake)  # one float32 flip at most
+    assert abs(coverage - ref_coverage) <= 1 / n_real
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_density_coverage_are_exact_on_integer_features(k):
+    real = _integer_set(40)
+    for fake in (real.copy(), _rng(41).integers(-100, 101, size=(150, 8)).astype(np.float64),
+                 real[::3] + 1.0):
+        assert M.density_coverage(real, fake, k=k, block=64) == \
+            _density_coverage_reference(real, fake, k)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_density_coverage_of_fakes_equal_to_the_reals(k):
+    # Each ball B(X_i, NND_k(X_i)) holds its centre, the k - 1 nearer neighbours and, on its
+    # closed boundary, the k-th: N (k + 1) memberships, so density = (k + 1) / k, coverage = 1.
+    real = _integer_set(42)
+    nnd = np.sort(spatial.distance.cdist(real, real), axis=1)
+    assert (nnd[:, k] < nnd[:, k + 1]).all()  # no ties at the k-th neighbour in this set
+    assert M.density_coverage(real, real.copy(), k=k) == ((k + 1) / k, 1.0)
+    # Continuous features: float32 rounding can put a k-th neighbour just outside its boundary
+    # (the centre and the k - 1 nearer neighbours lie well inside it: density >= 1).
+    x = _rng(43).standard_normal((400, 16))
+    density, coverage = M.density_coverage(x, x.copy(), k=k)
+    assert coverage == 1.0 and 1.0 <= density <= (k + 1) / k
+
+
+def test_density_coverage_are_zero_for_far_fakes():
+    x = _rng(44).standard_normal((300, 8))
+    assert M.density_coverage(x, x + 100.0) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_density_coverage_of_one_point_repeated_at_a_real_point(k):
+    real = _integer_set(45)
+    fake = np.tile(real[0], (50, 1))  # every fake at X_0
+    nnd_k = np.sort(spatial.distance.cdist(real, real), axis=1)[:, k]
+    balls = int((np.linalg.norm(real - real[0], axis=1) <= nnd_k).sum())  # balls holding X_0
+    assert balls >= 1  # its own
+    assert M.density_coverage(real, fake, k=k) == (balls / k, balls / len(real))
+
+
+def test_density_exceeds_one_for_fakes_crowded_at_the_real_mode():
+    # In 8 dimensions the k-NN balls of 1000 standard normal points are wide enough that the
+    # mode lies in many of them: fakes packed there count several times over.
+    rng = _rng(46)
+    real, fake = rng.standard_normal((1000, 8)), 0.1 * rng.standard_normal((500, 8))
+    density, coverage = M.density_coverage(real, fake)
+    assert density > 2 and coverage < 0.1
+    assert (density, coverage) == pytest.approx(_density_coverage_reference(real, fake, 5),
+                                                abs=1 / 500)
+
+
+def test_density_coverage_of_identically_distributed_sets_follow_the_paper_lemmas():
+    # Naeem et al. (2020), Lemma 1: E[density] = 1; Lemma 2: E[coverage] =
+    # 1 - prod_{i=1..k} (N - i) / (N + M - i), about 1 - 2^-k for M = N. Per-draw std at
+    # N = M = 2000 in 4 dims: ~0.012 (density), ~0.006 (coverage); 4 draws averaged.
+    n, k = 2000, 5
+    draws = []
+    for seed in range(4):
+        rng = _rng(50 + seed)
+        draws.append(M.density_coverage(rng.standard_normal((n, 4)),
+                                        rng.standard_normal((n, 4)), k=k))
+    density, coverage = np.mean(draws, axis=0)
+    expected = 1 - np.prod([(n - i) / (2 * n - i) for i in range(1, k + 1)])
+    assert density == pytest.approx(1.0, abs=0.03)
+    assert coverage == pytest.approx(expected, abs=0.015)
+
+
+def test_density_coverage_do_not_depend_on_the_block_size():
+    rng = _rng(47)
+    real, fake = rng.standard_normal((500, 8)), rng.standard_normal((450, 8)) + 0.3
+    _features._REAL_RADII.clear()
+    want = M.density_coverage(real, fake, block=10_000)
+    for block in (1, 33, 449):
+        _features._REAL_RADII.clear()
+        assert M.density_coverage(real, fake, block=block) == want
+
+
+def test_density_coverage_reject_bad_inputs():
+    x = _rng(48).standard_normal((10, 4))
+    with pytest.raises(ValueError, match="density_coverage: feature dims differ"):
+        M.density_coverage(x, x[:, :3])
+    for k in (0, 10):
+        with pytest.raises(ValueError, match="density_coverage: need 1 <= k < real set size 10"):
+            M.density_coverage(x, x, k=k)
+    with pytest.raises(ValueError, match="fake_feat: features contain NaN"):
+        M.density_coverage(x, np.full((5, 4), np.nan))
 
 
 # ----------------------------------------------------------------------------- class coverage

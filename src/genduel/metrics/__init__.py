@@ -1,7 +1,8 @@
 """Sample and likelihood metrics: small pure functions, features -> statistics -> metric.
 
 ``features``  FID (:func:`fid_statistics`, :func:`fid_from_statistics`, :func:`fid`), KID
-              (:func:`kid`), k-NN precision/recall (:func:`precision_recall`);
+              (:func:`kid`), k-NN precision/recall (:func:`precision_recall`), density and
+              coverage (:func:`density_coverage`);
 ``classes``   Inception Score (:func:`inception_score`), class coverage (:func:`class_coverage`,
               :func:`class_kl_to_reference`);
 ``parzen``    Parzen-window log-likelihood (:func:`parzen_log_likelihood`,
@@ -19,6 +20,7 @@ from genduel.metrics.classes import (
     inception_score,
 )
 from genduel.metrics.features import (
+    density_coverage,
     fid,
     fid_from_statistics,
     fid_statistics,
@@ -47,6 +49,7 @@ __all__ = [
     "class_coverage",
     "class_kl_to_reference",
     "compute_sample_metrics",
+    "density_coverage",
     "fid",
     "fid_from_statistics",
     "fid_statistics",

@@ -1,7 +1,7 @@
-"""Distances between two sets of judge features: FID, KID, k-NN precision and recall.
+"""Distances between two sets of judge features: FID, KID, k-NN precision/recall, density/coverage.
 
-Inputs are ``(N, D)`` numpy arrays or CPU tensors. FID and KID compute in float64; precision and
-recall compare distances in float32 (see :func:`precision_recall`).
+Inputs are ``(N, D)`` numpy arrays or CPU tensors. FID and KID compute in float64; precision,
+recall, density and coverage compare distances in float32 (see :func:`precision_recall`).
 
 Why not call torch-fidelity directly (its functions are the references in the tests):
 ``metric_kid`` cubes the kernel with ``np.power`` (several times the matmul's cost per subset),
@@ -229,3 +229,54 @@ def precision_recall(real_feat: np.ndarray | torch.Tensor, fake_feat: np.ndarray
     precision = torch.cat(in_real).double().mean().item()
     recall = (margin <= -r_rad).double().mean().item()
     return precision, recall
+
+
+def density_coverage(real_feat: np.ndarray | torch.Tensor, fake_feat: np.ndarray | torch.Tensor,
+                     *, k: int = 5, block: int = 2048) -> tuple[float, float]:
+    """Density and coverage of fake features on the real k-NN balls (Naeem et al. 2020).
+
+    With ``B_i`` the closed ball around real ``X_i`` of radius ``NND_k(X_i)``, the distance to
+    its k-th nearest other real point, and fakes ``Y_1..Y_M``::
+
+        density  = 1 / (k M) sum_j sum_i 1[Y_j in B_i]
+        coverage = 1 / N     sum_i 1[exists j: Y_j in B_i]
+
+    Density (fidelity) counts how many real balls hold each fake: a fake inside only the
+    oversized ball of a real outlier adds 1/k, where precision counts it fully. It is 1 in
+    expectation when fakes and reals are identically distributed, and exceeds 1 when fakes
+    crowd into dense real regions. Coverage (diversity, in [0, 1]) is the share of real balls
+    holding a fake: unlike recall it builds no balls around fakes, which outlying fakes inflate.
+    k = 5 as the paper recommends. Membership is ``<=`` as in :func:`precision_recall` (the
+    authors' ``prdc`` package uses ``<``; the two differ only for a fake exactly on a boundary,
+    e.g. fakes equal to reals), and distances are compared in float32 on sets centred on the
+    real mean, as there. Blocks of ``block`` rows bound memory at ``block * N`` floats.
+
+    Args:
+        real_feat: ``(N, D)`` real features, N > k.
+        fake_feat: ``(M, D)`` fake features, M >= 2.
+        k: neighbourhood size of the real balls.
+        block: fake rows (and real rows for the radii) per distance pass.
+
+    Returns:
+        ``(density, coverage)``.
+    """
+    real, fake = _as_features(real_feat, "real_feat"), _as_features(fake_feat, "fake_feat")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"density_coverage: feature dims differ: {real.shape} vs {fake.shape}")
+    if not 1 <= k < len(real):
+        raise ValueError(f"density_coverage: need 1 <= k < real set size {len(real)}, got k={k}")
+    centre = real.mean(axis=0)
+    r = torch.from_numpy(real - centre).float()
+    f = torch.from_numpy(fake - centre).float()
+    r_sq, f_sq = r.square().sum(1), f.square().sum(1)
+    r_rad = _real_radii_sq(r, r_sq, k, block)
+    # g_ij = |r_j|^2 - rad_j - 2 f_i.r_j: fake i is in real ball j iff g_ij <= -|f_i|^2, the
+    # test precision_recall makes, here counted (density) and or-ed over fakes (coverage).
+    hits, covered = 0, torch.zeros(len(r), dtype=torch.bool)
+    for start in range(0, len(f), block):
+        rows = slice(start, start + block)
+        g = torch.addmm((r_sq - r_rad).unsqueeze(0), f[rows], r.T, alpha=-2.0)  # (b, N_real)
+        inside = g <= -f_sq[rows].unsqueeze(1)  # (b, N_real)
+        hits += int(inside.sum())
+        covered |= inside.any(0)
+    return hits / (k * len(f)), covered.double().mean().item()
