@@ -341,6 +341,19 @@ def test_density_coverage_do_not_depend_on_the_block_size():
         assert M.density_coverage(real, fake, block=block) == want
 
 
+def test_the_real_radii_of_both_ks_are_remembered_side_by_side():
+    # Each draw calls precision_recall (pr_k) then density_coverage (dc_k) on one real set:
+    # neither evicts the other's radii.
+    rng = _rng(49)
+    real, fake = rng.standard_normal((300, 6)), rng.standard_normal((280, 6)) + 0.2
+    _features._REAL_RADII.clear()
+    want = M.precision_recall(real, fake, k=3), M.density_coverage(real, fake, k=5)
+    assert [sorted(r) for r in _features._REAL_RADII.values()] == [[3, 5]]
+    assert (M.precision_recall(real, fake, k=3), M.density_coverage(real, fake, k=5)) == want
+    M.density_coverage(2.0 * real, fake, k=5)  # another real set: the first one's are dropped
+    assert [sorted(r) for r in _features._REAL_RADII.values()] == [[5]]
+
+
 def test_density_coverage_reject_bad_inputs():
     x = _rng(48).standard_normal((10, 4))
     with pytest.raises(ValueError, match="density_coverage: feature dims differ"):

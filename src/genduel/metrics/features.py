@@ -176,19 +176,23 @@ def _knn_radii_sq(x: torch.Tensor, x_sq: torch.Tensor, k: int, block: int) -> to
     return torch.cat(radii)
 
 
-# The k-NN radii of the last real set seen: evaluate compares every model's samples with one
-# real reference, whose radii are then computed once instead of once per row and draw.
-_REAL_RADII: dict[tuple, torch.Tensor] = {}
+# The k-NN radii of the last real set seen, per k: evaluate compares every model's samples with
+# one real reference, whose radii (for precision/recall's k and density/coverage's) are then
+# computed once instead of once per row and draw.
+_REAL_RADII: dict[tuple, dict[int, torch.Tensor]] = {}
 
 
 def _real_radii_sq(r: torch.Tensor, r_sq: torch.Tensor, k: int, block: int) -> torch.Tensor:
     """:func:`_knn_radii_sq` of the (centred, float32) real set, remembered for the last set by a
-    digest of its bytes (so a changed array is never served stale radii)."""
-    key = (tuple(r.shape), k, hashlib.blake2b(r.numpy().tobytes(), digest_size=16).digest())
+    digest of its bytes (so a changed array is never served stale radii), for each k asked."""
+    key = (tuple(r.shape), hashlib.blake2b(r.numpy().tobytes(), digest_size=16).digest())
     if key not in _REAL_RADII:
         _REAL_RADII.clear()
-        _REAL_RADII[key] = _knn_radii_sq(r, r_sq, k, block)
-    return _REAL_RADII[key]
+        _REAL_RADII[key] = {}
+    radii = _REAL_RADII[key]
+    if k not in radii:
+        radii[k] = _knn_radii_sq(r, r_sq, k, block)
+    return radii[k]
 
 
 def precision_recall(real_feat: np.ndarray | torch.Tensor, fake_feat: np.ndarray | torch.Tensor,
