@@ -51,6 +51,13 @@ def test_bad_values_are_refused_with_key_value_and_rule(key, value, fragment):
     assert fragment in str(exc.value)
 
 
+@pytest.mark.parametrize("key", ["pr_k", "dc_k"])
+def test_the_k_nn_neighbourhood_sizes_must_be_at_least_one(key):
+    assert validate("eval", EvalConfig, {key: 1})
+    with pytest.raises(ConfigError, match=rf"eval.{key} = 0 .*below the minimum 1"):
+        validate("eval", EvalConfig, {key: 0})
+
+
 def test_choices_are_listed():
     with pytest.raises(ConfigError, match=r"gan.loss = 'wgan' is not allowed; choose one of"):
         validate("gan", GANConfig, {"loss": "wgan"})

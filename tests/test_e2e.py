@@ -96,7 +96,8 @@ def test_metrics_files_hold_finite_values(repo):
     path, _ = repo
     for name in ("vae", "vae_prior", "gan", "real"):
         values = json.loads((path / "metrics" / f"eval_{name}.json").read_text())
-        for key in ("fid", "inception_score", "kid", "precision", "recall"):
+        for key in ("fid", "inception_score", "kid", "precision", "recall", "density",
+                    "coverage"):
             assert math.isfinite(values[key]), (name, key)
             assert f"{key}_std" in values
         assert all(isinstance(v, (int, float)) for v in values.values())  # dvc exp show: numbers

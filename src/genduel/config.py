@@ -201,6 +201,7 @@ class EvalConfig:
     kid_subsets: int = _f(100, min=1)
     kid_subset_size: int = _f(1000, min=2)
     pr_k: int = _f(3, min=1, help="neighbourhood size of the k-NN precision/recall manifolds")
+    dc_k: int = _f(5, min=1, help="neighbourhood size of the real k-NN balls of density/coverage")
     iwae_k: list = _f([1, 10, 100], help="importance samples per IWAE bound")
     likelihood_images: int = _f(1000, min=0, help="test images for IWAE bounds; 0 = all")
     inception_weights: str = _f("", help="path to Inception-v3 weights; empty = judge only")

@@ -15,6 +15,7 @@ from genduel.evaluate.samples import (
     label_accuracy,
     subset,
 )
+from genduel.metrics import density_coverage
 from genduel.models.judge import Judge
 
 
@@ -55,6 +56,19 @@ def test_real_row_equal_draws_have_zero_spread(tmp_path):
                         num_classes=3, out_dir=tmp_path)
     assert out["draws"] == 2 and out["fid_std"] == 0.0 and out["fid"] > 0
     assert (tmp_path / "features_real.npz").exists()
+
+
+def test_real_row_density_and_coverage_use_eval_dc_k(tmp_path):
+    rng = torch.Generator().manual_seed(1)
+    feats = torch.randn(60, 4, generator=rng).numpy()
+    logits = torch.randn(60, 3, generator=rng).numpy()
+    test, ref = FeatureSet(feats[30:], logits[30:]), FeatureSet(feats[:30], logits[:30])
+    for dc_k in (2, 5):
+        cfg = EvalConfig(num_samples=30, draws=1, kid_subsets=5, kid_subset_size=10,
+                         is_splits=2, dc_k=dc_k)
+        out = evaluate_real(cfg, test=test, reference=ref, num_classes=3, out_dir=tmp_path)
+        assert (out["density"], out["coverage"]) == density_coverage(ref.features,
+                                                                     test.features, k=dc_k)
 
 
 def test_judge_features_do_not_depend_on_the_batch_size():

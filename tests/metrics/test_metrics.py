@@ -442,12 +442,15 @@ def test_summarize_draws_and_repeat_metric():
 
 
 def test_metric_table_directions_and_iwae_keys():
-    required = {"fid", "kid", "inception_score", "precision", "recall", "classes_covered",
-                "class_kl_to_uniform_nats", "parzen_ll_nats", "elbo_nats", "bits_per_dim",
-                "iwae_nats", "judge_accuracy"}
+    required = {"fid", "kid", "inception_score", "precision", "recall", "density", "coverage",
+                "classes_covered", "class_kl_to_uniform_nats", "parzen_ll_nats", "elbo_nats",
+                "bits_per_dim", "iwae_nats", "judge_accuracy"}
     assert required <= set(M.METRICS)
     assert all(key == info.key for key, info in M.METRICS.items())
     assert not M.METRICS["fid"].higher_is_better and M.METRICS["inception_score"].higher_is_better
+    assert M.METRICS["density"].higher_is_better and M.METRICS["coverage"].higher_is_better
+    keys = list(M.METRICS)
+    assert keys[keys.index("recall") + 1:][:2] == ["density", "coverage"]
     assert M.metric_info("iwae_k100_nats").higher_is_better
     assert not M.metric_info("iwae_k10_bits_per_dim").higher_is_better
     with pytest.raises(KeyError):
@@ -466,5 +469,6 @@ def test_compute_sample_metrics_keys_and_a_perfect_model():
     # KID assumes independent sets: for X against itself the diagonal k(x, x) enters the cross
     # term only, so it is negative by about 2 (mean k(x, x) - mean k(x, y)) / N.
     assert out["kid"] < 0
-    assert out["precision"] == out["recall"] == 1.0
+    assert out["precision"] == out["recall"] == out["coverage"] == 1.0
+    assert 1.0 <= out["density"] <= 6 / 5  # (k + 1) / k, k = 5, up to float32 boundary flips
     assert out["classes_covered"] == 10.0 and out["class_kl_to_real_nats"] < 1e-3

@@ -92,7 +92,8 @@ def _fake_run(root: Path, *, extras: bool) -> ReportInputs:
             {"file": "interp_vae.png", "title": "VAE interpolation", "caption": "Rows join x_a"}]}))
     proto = {"draws": 3, "num_samples": 50, "sample_seeds": [4, 5, 6], "reference": "r",
              "pixels": "p", "features": "f", "judge_sha256": "abc", "is_splits": 10,
-             "kid_subsets": 2, "kid_subset_size": 10, "pr_k": 3, "libraries": {"torch": "2"}}
+             "kid_subsets": 2, "kid_subset_size": 10, "pr_k": 3, "dc_k": 5,
+             "libraries": {"torch": "2"}}
     ev_json = _with_params() if extras else _evals(30, 20, 7, 5)
     if extras:
         for name, ratio in (("vae", 1.2), ("gan", 0.3)):

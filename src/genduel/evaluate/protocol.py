@@ -57,7 +57,7 @@ def protocol_block(cfg: EvalConfig, sizes: dict[str, int], *, judge: tuple[str, 
         "features": f"judge penultimate layer ({reference_shape[1]} dims)",
         "judge_sha256": judge[0], "judge_test_accuracy": judge[1],
         "is_splits": cfg.is_splits, "kid_subsets": cfg.kid_subsets,
-        "kid_subset_size": cfg.kid_subset_size, "pr_k": cfg.pr_k,
+        "kid_subset_size": cfg.kid_subset_size, "pr_k": cfg.pr_k, "dc_k": cfg.dc_k,
         "iwae_k": list(cfg.iwae_k),
         "parzen": (f"Gaussian Parzen window, pixels in [0, 1]; centres: {n_centres['vae']} VAE / "
                    f"{n_centres['gan']} GAN samples of draw 0, {n_centres['real']} train images "

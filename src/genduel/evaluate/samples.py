@@ -113,7 +113,7 @@ def sample_metrics(cfg: EvalConfig, fake: FeatureSet, reference: FeatureSet, num
     return metrics.compute_sample_metrics(
         fake.features, fake.logits, reference.features, reference.logits,
         num_classes=num_classes, is_splits=cfg.is_splits, kid_subsets=cfg.kid_subsets,
-        kid_subset_size=cfg.kid_subset_size, seed=seed, pr_k=cfg.pr_k)
+        kid_subset_size=cfg.kid_subset_size, seed=seed, pr_k=cfg.pr_k, dc_k=cfg.dc_k)
 
 
 def evaluate_sampler(cfg: EvalConfig, name: str, sample: SampleFn,
@@ -173,5 +173,5 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _brief(values: dict[str, float]) -> str:
-    keys = ("fid", "kid", "inception_score", "precision", "recall")
+    keys = ("fid", "kid", "inception_score", "precision", "recall", "density", "coverage")
     return ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)

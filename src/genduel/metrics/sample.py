@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from genduel.metrics.classes import class_coverage, class_kl_to_reference, inception_score
-from genduel.metrics.features import fid, kid, precision_recall
+from genduel.metrics.features import density_coverage, fid, kid, precision_recall
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +69,30 @@ def summarize_draws(per_draw: Sequence[Mapping[str, float]]) -> dict[str, float]
 def compute_sample_metrics(fake_features: Array, fake_logits: Array, real_features: Array,
                            real_logits: Array, *, num_classes: int, is_splits: int = 10,
                            kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
-                           pr_k: int = 3) -> dict[str, float]:
+                           pr_k: int = 3, dc_k: int = 5) -> dict[str, float]:
     """Every sample-based metric of one draw of fake samples against real reference images.
 
     Args:
         fake_features, real_features: judge features ``(N_fake, D)``, ``(N_real, D)``.
         fake_logits, real_logits: judge logits ``(N_fake, K)``, ``(N_real, K)``.
         num_classes: K.
-        is_splits, kid_subsets, kid_subset_size, pr_k: see :func:`inception_score`,
-            :func:`kid` (subset size clipped to the smaller set), :func:`precision_recall`.
+        is_splits, kid_subsets, kid_subset_size, pr_k, dc_k: see :func:`inception_score`,
+            :func:`kid` (subset size clipped to the smaller set), :func:`precision_recall`,
+            :func:`density_coverage`.
         seed: KID subset draws (everything else is deterministic).
 
     Returns:
         ``fid``, ``kid``, ``kid_subset_std``, ``inception_score``,
-        ``inception_score_split_std``, ``precision``, ``recall``, ``classes_covered``,
-        ``classes_well_covered``, ``class_kl_to_uniform_nats``, ``class_kl_to_real_nats``,
-        all floats; directions in :data:`genduel.metrics.METRICS`.
+        ``inception_score_split_std``, ``precision``, ``recall``, ``density``, ``coverage``,
+        ``classes_covered``, ``classes_well_covered``, ``class_kl_to_uniform_nats``,
+        ``class_kl_to_real_nats``, all floats; directions in :data:`genduel.metrics.METRICS`.
     """
     kid_mean, kid_std = kid(fake_features, real_features, subsets=kid_subsets,
                             subset_size=kid_subset_size, seed=seed)
     is_mean, is_std = inception_score(fake_logits, splits=is_splits)
     precision, recall = precision_recall(real_features, fake_features, k=pr_k)
-    coverage = class_coverage(fake_logits, num_classes)
+    density, coverage = density_coverage(real_features, fake_features, k=dc_k)
+    classes = class_coverage(fake_logits, num_classes)
     out = {
         "fid": fid(fake_features, real_features),
         "kid": kid_mean,
@@ -99,9 +101,11 @@ def compute_sample_metrics(fake_features: Array, fake_logits: Array, real_featur
         "inception_score_split_std": is_std,
         "precision": precision,
         "recall": recall,
-        "classes_covered": float(coverage["classes_covered"]),
-        "classes_well_covered": float(coverage["classes_well_covered"]),
-        "class_kl_to_uniform_nats": coverage["class_kl_to_uniform_nats"],
+        "density": density,
+        "coverage": coverage,
+        "classes_covered": float(classes["classes_covered"]),
+        "classes_well_covered": float(classes["classes_well_covered"]),
+        "class_kl_to_uniform_nats": classes["class_kl_to_uniform_nats"],
         "class_kl_to_real_nats": class_kl_to_reference(fake_logits, real_logits, num_classes),
     }
     log.debug("sample metrics: %s", out)

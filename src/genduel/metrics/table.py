@@ -66,6 +66,13 @@ _ROWS = (
     MetricInfo("recall", "Recall", True, SAMPLE, "",
                "share of reference images inside the k-NN manifold of the sample features "
                "(Kynkaanniemi et al. 2019): diversity"),
+    MetricInfo("density", "Density", True, SAMPLE, "",
+               "real k-NN balls holding each sample, / k, mean over samples (Naeem et al. "
+               "2020): fidelity robust to real outliers; 1 for matching distributions, can "
+               "exceed 1"),
+    MetricInfo("coverage", "Coverage", True, SAMPLE, "",
+               "share of reference images whose k-NN ball (among reference features) holds a "
+               "sample (Naeem et al. 2020): diversity robust to outlying samples"),
     MetricInfo("inception_fid", "FID (Inception-v3)", False, SAMPLE, "",
                "FID on the 2048-d pool features of the standard Inception-v3 (only with "
                "eval.inception_weights); comparable with published FIDs at equal sample counts"),

@@ -54,6 +54,13 @@ EXPLAIN: dict[str, str] = {
                  "(Kynkäänniemi et al. 2019): fidelity, how many samples look like data.",
     "recall": "Share of reference images that fall inside the k-NN balls of the sample features: "
               "diversity, how much of the data the samples reach.",
+    "density": "How many reference k-NN balls hold each sample, divided by k and averaged "
+               "(Naeem et al. 2020): fidelity that a few outlying reference images with huge "
+               "balls cannot inflate. About 1 when samples match the data; above 1 when they "
+               "crowd into its dense regions.",
+    "coverage": "Share of reference images whose k-NN ball (among the reference features) "
+                "holds at least one sample (Naeem et al. 2020): diversity that outlying "
+                "samples cannot inflate, since it builds no balls around samples.",
     "classes_covered": "Classes the judge assigns to at least one sample.",
     "classes_well_covered": "Classes the judge assigns to at least 0.2 / K of the samples (2 % "
                             "for K = 10). Counted per draw and averaged, so 9.67 means one draw "

@@ -79,7 +79,7 @@ class ReportInputs:
 #: Protocol entries the report's tables read (``eval/details_<row>.json``'s ``protocol``).
 PROTOCOL_KEYS = ("libraries", "num_samples", "draws", "sample_seeds", "reference", "pixels",
                  "features", "judge_sha256", "is_splits", "kid_subsets", "kid_subset_size",
-                 "pr_k")
+                 "pr_k", "dc_k")
 #: CSV files of the training stages the plots read (under ``artifacts/``), with their columns.
 TRAINING_CSV = {"train_vae/history.csv": ("step",),
                 "train_vae/epochs.csv": ("epoch", "val_elbo_nats"),

@@ -385,9 +385,9 @@ def protocol_rows(inp: ReportInputs) -> list[list[str]]:
         ["Feature extractor", proto["features"]],
         ["Judge sha256", f"`{proto['judge_sha256']}`"],
         ["Judge test accuracy", f"{100 * inp.judge.get('test_accuracy', float('nan')):.2f} %"],
-        ["IS splits / KID subsets x size / PR k",
+        ["IS splits / KID subsets x size / PR k / DC k",
          f"{proto['is_splits']} / {proto['kid_subsets']} x {proto['kid_subset_size']} / "
-         f"{proto['pr_k']}"],
+         f"{proto['pr_k']} / {proto['dc_k']}"],
         ["Parzen window", proto.get("parzen", "n/a")],
         ["Parzen σ grid", ", ".join(map(str, proto.get("parzen_sigmas", [])))],
         ["Baselines", proto.get("baselines", "n/a")],

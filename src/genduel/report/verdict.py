@@ -25,7 +25,8 @@ VAE, GAN, TIE = "VAE", "GAN", "tie"
 #: Sample metrics by what they judge, in the order the opening paragraph names them.
 GROUPS: dict[str, tuple[str, ...]] = {
     "distance to the data": ("fid", "kid", "inception_fid", "inception_kid"),
-    "sample quality and diversity": ("inception_score", "inception_is", "precision", "recall"),
+    "sample quality and diversity": ("inception_score", "inception_is", "precision", "recall",
+                                     "density", "coverage"),
     "class coverage": ("classes_covered", "classes_well_covered", "class_kl_to_uniform_nats",
                        "class_kl_to_real_nats", "label_accuracy"),
 }
