@@ -48,6 +48,7 @@ def sample_rows(n: int, d: int, k: int, repeats: int) -> list[tuple[str, float]]
         ("kid (100 subsets x 1000)", lambda: M.kid(fake, real, subsets=100, subset_size=1000)),
         ("inception_score (10 splits)", lambda: M.inception_score(fake_logits, splits=10)),
         ("precision_recall (k=3)", lambda: M.precision_recall(real, fake, k=3)),
+        ("density_coverage (k=5)", lambda: M.density_coverage(real, fake, k=5)),
         ("class_coverage + kl_to_reference", lambda: (M.class_coverage(fake_logits, k),
                                                       M.class_kl_to_reference(fake_logits,
                                                                               real_logits, k))),
