@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genduel import config
 from genduel.evaluate.run import EvalPaths, run_evaluate
-from genduel.stage import run_stage
+from genduel.stage import run_stage, seeded_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,13 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
                         help="run records: the training runs' MLflow ids are read here and "
                              "evaluate.json is written here (default: runs)")
-    paths = EvalPaths(**vars(parser.parse_args(argv)))
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the training seed of this run (one of runtime.seeds; dvc.yaml's "
+                             "foreach passes it); omitted: the section's seed as it is")
+    args = vars(parser.parse_args(argv))
+    seed = args.pop("seed")
+    paths = EvalPaths(**args)
 
     def body() -> None:
         params = config.load_all()
-        run_evaluate(params["eval"], params["runtime"], params["tracking"], paths)
+        if seed is not None:
+            config.for_seed(params, seed)  # checks that runtime.seeds lists it
+        run_evaluate(params["eval"], params["runtime"], params["tracking"], paths, seed=seed)
 
-    return run_stage("evaluate", body)
+    return run_stage(seeded_name("evaluate", seed), body)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from genduel.io import write_json
 from genduel.models.vae import build_vae
 from genduel.provenance import write_run_record
 from genduel.runtime import resolve_device, seed_everything
-from genduel.stage import model_example, run_stage
+from genduel.stage import model_example, run_stage, seeded_name
 from genduel.tracking.base import dataset_refs
 from genduel.tracking.mlflow_store import stage_run
 from genduel.train.prior import fit_prior, fit_summary, save_fitted
@@ -31,11 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("models/vae_prior.pt"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/fit_prior.json"))
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the training seed of this run (one of runtime.seeds; dvc.yaml's "
+                             "foreach passes it); omitted: the section's seed as it is")
     args = parser.parse_args(argv)
 
     def body() -> None:
         start = time.perf_counter()
         params = config.load_all()
+        if args.seed is not None:
+            params = config.for_seed(params, args.seed)
         cfg, rt = params["prior"], params["runtime"]
         source = load_checkpoint(args.vae, "vae")  # checked before the MLflow run opens
         vae = rebuild(source, "vae", build_vae, args.vae)
@@ -43,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         seed_everything(cfg.seed)
         logged = {**config.flatten("prior", cfg), **config.flatten("runtime", rt)}
         record = args.runs_dir / "fit_prior.json"
-        with (stage_run("fit_prior", params["tracking"], logged) as tracker,
-              staged("fit_prior", [args.out, args.metrics, record]) as staging):
+        with (stage_run("fit_prior", params["tracking"], logged, seed=args.seed) as tracker,
+              staged(name, [args.out, args.metrics, record]) as staging):
             tracker.log_inputs(dataset_refs(args.data, ("train", "val")))
             fits, sampled_val_ll = fit_prior(cfg, vae, train, val, device=resolve_device(rt))
             save_fitted(vae, source, staging.path(args.out), fits, cfg)
@@ -62,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("prior: %d-component GMM (validation latents %.2f nats)",
                  summary["components"], summary["val_ll_nats"])
 
-    return run_stage("fit_prior", body)
+    name = seeded_name("fit_prior", args.seed)
+    return run_stage(name, body)
 
 
 if __name__ == "__main__":

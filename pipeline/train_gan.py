@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genduel.data.splits import load_split
 from genduel.models.gan import build_generator
-from genduel.stage import StageContext, launch_training, run_training
+from genduel.stage import StageContext, launch_training, run_training, seeded_name
 from genduel.train.gan import train_gan
 from genduel.train.gan_init import load_init
 
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/train_gan.json"))
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
                         help="where the run record (wall times, MLflow run id) goes")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the training seed of this run (one of runtime.seeds; dvc.yaml's "
+                             "foreach passes it); omitted: the section's seed as it is")
     args = parser.parse_args(argv)
 
     def train(ctx: StageContext) -> dict[str, float]:
@@ -31,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
                          artifacts_dir=ctx.artifacts, init_state=load_init(args.init, cfg),
                          world=ctx.world, resume=ctx.resume)
 
-    return launch_training("train_gan", __file__, argv, lambda: run_training(
+    name = seeded_name("train_gan", args.seed)
+    return launch_training(name, __file__, argv, lambda: run_training(
         "train_gan", "gan", data=args.data, splits=("train",),
         checkpoint=args.checkpoint, metrics=args.metrics, kind="gan",
         part="generator", build=build_generator, train=train,
-        artifacts=args.artifacts, inputs=(args.init,), runs_dir=args.runs_dir))
+        artifacts=args.artifacts, inputs=(args.init,), runs_dir=args.runs_dir, seed=args.seed))
 
 
 if __name__ == "__main__":

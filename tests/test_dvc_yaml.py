@@ -13,7 +13,10 @@ from genduel.config import SECTIONS, load_all
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-STAGES = DVC["stages"]
+#: The stages as written; a per-seed stage's ``foreach`` over ``runtime.seeds`` gives its ``do``.
+STAGES = {name: spec.get("do", spec) for name, spec in DVC["stages"].items()}
+#: The stages trained (or evaluated) once per training seed.
+PER_SEED = ("train_vae", "fit_prior", "gan_init", "train_gan", "evaluate")
 
 
 def _docstring_only(path: Path) -> bool:
@@ -74,7 +77,8 @@ def test_stage_deps_list_exactly_the_imported_library_modules(stage):
     assert declared - needed == set(), f"{stage}: in deps but never imported"
     assert len(spec["deps"]) == len(set(spec["deps"])), f"{stage}: duplicate deps"
     assert f"pipeline/{stage}.py" in spec["deps"]
-    assert spec["cmd"].startswith(f"PYTHONPATH=src python pipeline/{stage}.py")
+    prefix = f"PYTHONPATH=src python pipeline/{stage}.py"
+    assert spec["cmd"].startswith(prefix + (" --seed ${item}" if stage in PER_SEED else ""))
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -108,8 +112,32 @@ def test_evaluate_writes_one_metrics_file_per_row_the_report_reads():
     from genduel.report.inputs import ROWS as REPORT_ROWS
 
     declared = [next(iter(m)) for m in STAGES["evaluate"]["metrics"]]
-    assert declared == [f"metrics/eval_{row}.json" for row in REPORT_ROWS] + ["runs/evaluate.json"]
+    assert declared == ([f"metrics/seeds/${{item}}/eval_{row}.json" for row in REPORT_ROWS]
+                        + ["runs/seeds/${item}/evaluate.json"])
     assert EVAL_ROWS == REPORT_ROWS
+    # the report gathers them over the seeds into one file per row
+    gathered = [next(iter(m)) for m in STAGES["report"]["metrics"]]
+    assert gathered == [f"metrics/eval_{row}.json" for row in REPORT_ROWS]
+
+
+def test_per_seed_stages_run_once_per_listed_seed_and_only_the_report_reads_the_list():
+    """Adding a seed must add stages, not re-run the others: no per-seed stage depends on
+    runtime.seeds (its seed is in its cmd and output paths); the report, which gathers the
+    seeds, does. Every per-seed output lives under a seeds/<seed>/ folder that the report reads
+    whole."""
+    for name, spec in DVC["stages"].items():
+        if name in PER_SEED:
+            assert spec["foreach"] == "${runtime.seeds}", name
+            params = spec["do"].get("params", [])
+            assert "runtime" not in params and "runtime.seeds" not in params, name
+            outs = [next(iter(o)) if isinstance(o, dict) else o
+                    for o in spec["do"].get("outs", []) + spec["do"].get("metrics", [])]
+            assert outs and all("/seeds/${item}/" in o or o.endswith("/seeds/${item}")
+                                for o in outs), name
+        else:
+            assert "foreach" not in spec, name
+    assert "runtime.seeds" in STAGES["report"]["params"]
+    assert {"eval/seeds", "artifacts/seeds", "metrics/seeds"} <= set(STAGES["report"]["deps"])
 
 
 def test_every_stage_but_validate_depends_on_its_output():

@@ -2,9 +2,9 @@
 
 ::
 
-    genduel sample models/gan.pt -n 10000 --out samples/gan    # 000000.png ... 009999.png
-    genduel sample models/vae.pt -n 64 --grid vae.png --image mean
-    genduel sample models/vae_prior.pt -n 64 --grid vae_prior.png  # z from the fitted prior
+    genduel sample models/seeds/0/gan.pt -n 10000 --out samples/gan  # 000000.png ... 009999.png
+    genduel sample models/seeds/0/vae.pt -n 64 --grid vae.png --image mean
+    genduel sample models/seeds/0/vae_prior.pt -n 64 --grid vae_prior.png  # z from the GMM
     genduel export-real --split test --out samples/real        # the test images, same format
     genduel report --open
 
@@ -100,7 +100,8 @@ def load_sampler(path: Path, *, ema: bool | None = None,
     """The network to sample from in a VAE or GAN checkpoint, and what it decodes to.
 
     Args:
-        path: ``models/vae.pt`` or ``models/gan.pt`` (or any checkpoint of those kinds).
+        path: ``models/seeds/<seed>/vae.pt`` or ``.../gan.pt`` (or any checkpoint of those
+            kinds).
         ema: GAN only. None: the net evaluate samples (``generator``: the EMA of G's weights
             when ``gan.ema_decay > 0``); True: that EMA net, an error without one; False: the raw
             weights (``generator_raw``, or ``generator`` when there is no EMA).
@@ -118,7 +119,7 @@ def load_sampler(path: Path, *, ema: bool | None = None,
     kind = ckpt.get("kind") if isinstance(ckpt, dict) else None
     if kind not in ("vae", "gan"):
         raise DataError(f"{path} holds a '{kind}' checkpoint; genduel sample takes a VAE or GAN "
-                        "checkpoint (models/vae.pt, models/gan.pt)")
+                        "checkpoint (models/seeds/0/vae.pt, models/seeds/0/gan.pt)")
     if kind == "vae":
         if ema is not None:
             raise DataError(f"{path} is a VAE checkpoint; --ema/--no-ema apply to GAN "
@@ -298,10 +299,11 @@ def _add_output(cmd: argparse.ArgumentParser) -> None:
 def _add_sample(commands: Any) -> None:
     sample = commands.add_parser(
         "sample", help="write N sampled images as PNG files (or one grid)",
-        description="Draw N images from models/vae.pt or models/gan.pt as 8-bit PNG files "
-                    "that torch-fidelity's and pytorch-fid's command lines can score.")
+        description="Draw N images from a VAE or GAN checkpoint (models/seeds/<seed>/vae.pt, "
+                    "gan.pt) as 8-bit PNG files that torch-fidelity's and pytorch-fid's command "
+                    "lines can score.")
     sample.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
-                        help="models/vae.pt or models/gan.pt")
+                        help="models/seeds/<seed>/vae.pt, vae_prior.pt or gan.pt")
     sample.add_argument("-n", "--num", type=_positive_int, required=True, metavar="N",
                         help="number of images")
     _add_output(sample)

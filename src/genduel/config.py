@@ -57,6 +57,13 @@ class RuntimeConfig:
     checkpoint_every_s: float = _f(120.0, gt=0.0, help="seconds between saves of a training "
                                    "stage's resume state within an epoch (it is also saved at "
                                    "every epoch's end); one process only")
+    seeds: list = _f([0], help="training seeds: the VAE, its prior and the GAN are trained and "
+                     "evaluated once per seed (DVC stages train_vae@<seed>, ...), the judge "
+                     "once; seed s trains with each section's seed + s (:func:`for_seed`)")
+    concurrent_seeds: int = _f(1, min=1, help="seeds of one model that train at once: a per-seed "
+                               "training stage that DVC runs also trains the next stale seeds "
+                               "beside it (genduel.seedpool; on a GPU, one per visible GPU "
+                               "round robin); 1 = one at a time; changes no result")
 
     @property
     def world_size(self) -> int:
@@ -371,6 +378,13 @@ def _check_cross_field(section: str, cfg: Any) -> None:
         if cfg.nnodes > 1 and not cfg.rdzv_endpoint:
             raise ConfigError(f"params.yaml: runtime.nnodes = {cfg.nnodes} needs "
                               "runtime.rdzv_endpoint (host:port of node 0, the same on every node)")
+    if isinstance(cfg, RuntimeConfig):
+        seeds = cfg.seeds
+        if (not isinstance(seeds, list) or not seeds
+                or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds)
+                or len(set(seeds)) != len(seeds)):
+            raise ConfigError(f"params.yaml: runtime.seeds = {seeds!r} must be a non-empty list "
+                              "of distinct integers >= 0, such as [0] or [0, 1, 2]")
     if isinstance(cfg, PriorConfig):
         ks = cfg.components
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in ks):
@@ -480,6 +494,28 @@ def load_all(path: str | Path = "params.yaml") -> dict[str, Any]:
     params = {name: validate(name, cls, raw.get(name)) for name, cls in SECTIONS.items()}
     _check_across_sections(params)
     return params
+
+
+#: The sections whose ``seed`` a training seed offsets (:func:`for_seed`): what is trained once
+#: per seed. The judge, the data split and the evaluation's sample draws stay the same.
+SEEDED_SECTIONS = ("vae", "prior", "gan")
+
+
+def for_seed(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """``params`` for training seed ``seed`` (one of ``runtime.seeds``): the ``seed`` of each of
+    :data:`SEEDED_SECTIONS` plus ``seed``, so that seed 0 is the single-seed run and the seeds
+    of a list give independent trainings.
+
+    Raises:
+        ConfigError: ``seed`` is not in ``runtime.seeds`` (the stage's ``--seed`` and
+            params.yaml disagree).
+    """
+    if seed not in params["runtime"].seeds:
+        raise ConfigError(f"training seed {seed} is not in params.yaml's runtime.seeds = "
+                          f"{params['runtime'].seeds}; add it there (dvc.yaml's foreach stages "
+                          "run one per listed seed)")
+    return {**params, **{name: dataclasses.replace(params[name], seed=params[name].seed + seed)
+                         for name in SEEDED_SECTIONS}}
 
 
 #: Params that name a file: (section, key, what it must be, the fix).

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from genduel import config, interrupts, provenance, runtime, timings, workdir
+from genduel import config, interrupts, provenance, runtime, seedpool, timings, workdir
 from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.data.pixels import to_model_range
 from genduel.data.splits import load_split
@@ -285,7 +285,14 @@ def model_example(model: torch.nn.Module, part: str, data: Path) -> ModelExample
 #: record (runs/<stage>.json), not to the metrics file that later stages depend on.
 VOLATILE = ("train_seconds", "train_images_per_s")
 #: Runtime params that do not change what a training stage computes (left out of its resume key).
-NOT_IN_KEY = ("checkpoint_every_s",)
+NOT_IN_KEY = ("checkpoint_every_s", "seeds", "concurrent_seeds")  # a stage's own seed is in
+# its section; how many seeds train at once changes no result
+
+
+def seeded_name(stage: str, seed: int | None) -> str:
+    """The DVC name of ``stage`` for training seed ``seed``: ``train_vae@1`` (dvc.yaml's
+    ``foreach`` over ``runtime.seeds``), or ``stage`` itself when it is not per seed."""
+    return stage if seed is None else f"{stage}@{seed}"
 
 
 def resume_key(stage: str, params: dict[str, Any], section: str,
@@ -302,7 +309,8 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
                  build: Callable[[dict[str, Any]], torch.nn.Module],
                  train: Callable[[StageContext], dict[str, float]],
                  artifacts: Path | None = None, inputs: Sequence[Path] = (),
-                 runs_dir: Path = provenance.RUNS_DIR) -> dict[str, float]:
+                 runs_dir: Path = provenance.RUNS_DIR,
+                 seed: int | None = None) -> dict[str, float]:
     """Train one model under a tracked MLflow run; publish its outputs when it succeeds.
 
     Args:
@@ -320,6 +328,10 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
         artifacts: the stage's artifacts folder, if it has one.
         inputs: files besides ``data`` that the result depends on (the GAN's init weights).
         runs_dir: where the run record ``<stage>.json`` goes (:mod:`genduel.provenance`).
+        seed: the training seed (one of ``runtime.seeds``) of a per-seed stage: the section's
+            seed is offset by it (:func:`genduel.config.for_seed`), the work directory, the
+            ``dvc.lock`` entry and the MLflow run are ``<stage>@<seed>``'s, and the run carries
+            the seed as a param and a tag; None for the judge (trained once).
 
     Outputs are staged (:mod:`genduel.workdir`) in a work directory keyed by the params, the
     inputs and the code, and moved into place at the end: an error, a signal or a kill leaves
@@ -329,6 +341,10 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
     were published but before DVC recorded them costs no training: the next run of the same key
     publishes them again (no MLflow run: the finished one stands).
 
+    With ``runtime.concurrent_seeds`` > 1, a per-seed stage that DVC runs also trains the next
+    seeds whose stages DVC will run, side by side (:mod:`genduel.seedpool`); their stages then
+    publish what was trained.
+
     In a torchrun worker every rank trains; rank 0 alone opens the MLflow run (param
     ``world_size``), logs the model and writes the outputs. The global RNGs are seeded per rank
     (:meth:`~genduel.runtime.World.seed`: rank 0 with the section's seed), so dropout masks
@@ -336,20 +352,25 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
     """
     world = runtime.world_from_env(os.environ) or runtime.ONE_PROCESS
     params = config.load_all()
+    if seed is not None:
+        params = config.for_seed(params, seed)
+    name, stage = stage, seeded_name(stage, seed)  # the script's name, the DVC stage's
     cfg, rt = params[section], params["runtime"]
     if cfg.batch_size % world.size:
         raise ConfigError(f"params.yaml: {section}.batch_size = {cfg.batch_size} is the global "
                           f"batch and must divide by the {world.size} training processes")
     runtime.seed_everything(world.seed(cfg.seed))
     key = resume_key(stage, params, section, [data, *inputs])
-    record = Path(runs_dir) / f"{stage}.json"
+    record = Path(runs_dir) / f"{name}.json"
     finals = [checkpoint, metrics, record,
               *([artifacts] if artifacts is not None else [])]
     device = runtime.init_world(world, rt)
     under_dvc = bool(os.environ.get("DVC_STAGE"))  # DVC records the outputs after we exit
     try:
-        with workdir.staged(stage, finals, key=key, keep_on_error=True, owner=world.is_main,
-                            finished=under_dvc) as out:
+        with (seedpool.beside(name, seed, rt.seeds, rt.concurrent_seeds, device.type,
+                              config.read_params(), distributed=world.distributed),
+              workdir.staged(stage, finals, key=key, keep_on_error=True, owner=world.is_main,
+                             finished=under_dvc) as out):
             if _finished_before(stage, out, world, device, under_dvc):
                 return read_json(out.path(metrics), "a bug: please report it") \
                     if world.is_main else {}
@@ -360,9 +381,9 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
             if not world.is_main:
                 summary = train(ctx)
             else:
-                summary = _train_tracked(stage, section, ctx, out, data=data, splits=splits,
+                summary = _train_tracked(name, section, ctx, out, data=data, splits=splits,
                                          metrics=metrics, record=record, kind=kind, part=part,
-                                         build=build, train=train)
+                                         build=build, train=train, seed=seed)
             if not world.is_main:  # rank 0's state goes with its work directory, once published
                 resume.remove()
         return summary
@@ -379,9 +400,9 @@ def _finished_before(stage: str, out: workdir.Staging, world: runtime.World,
     if world.distributed:
         reused = runtime.all_mean({"reused": float(reused)}, world, device)["reused"] > 0
     if reused:
-        log.info("%s finished with these params, inputs and code before it was stopped, and "
-                 "DVC did not record its outputs: publishing them again instead of training",
-                 stage)
+        log.info("%s was trained with these params, inputs and code already (beside another "
+                 "seed's stage, runtime.concurrent_seeds, or before a kill) and DVC has not "
+                 "recorded it: publishing those outputs instead of training", stage)
     return reused
 
 
@@ -389,18 +410,21 @@ def _train_tracked(stage: str, section: str, ctx: StageContext, out: workdir.Sta
                    data: Path, splits: tuple[str, ...], metrics: Path, record: Path, kind: str,
                    part: str,
                    build: Callable[[dict[str, Any]], torch.nn.Module],
-                   train: Callable[[StageContext], dict[str, float]]) -> dict[str, float]:
+                   train: Callable[[StageContext], dict[str, float]],
+                   seed: int | None = None) -> dict[str, float]:
     """The body of :func:`run_training` on rank 0: the MLflow run around ``train``, continuing
     the interrupted run's when the work directory holds a resume state and its run id."""
     params, world = ctx.params, ctx.world
     cfg = params[section]
     logged = {**config.flat_params(params, "runtime", "data", section),
-              **shared_params(section, cfg), "world_size": world.size}
+              **shared_params(section, cfg), "world_size": world.size,
+              **({} if seed is None else {"seed": seed})}
     run_id_file = out.root / "mlflow_run_id"
     previous = (run_id_file.read_text().strip() or None
                 if ctx.resume.path is not None and ctx.resume.path.exists()
                 and run_id_file.exists() else None)
-    with stage_run(stage, params["tracking"], logged, resume_run_id=previous) as tracker:
+    with stage_run(stage, params["tracking"], logged, resume_run_id=previous,
+                   seed=seed) as tracker:
         atomic_write(run_id_file, tracker.run_id.encode())
         tracker.log_inputs(dataset_refs(data, splits))
         summary = train(dataclasses.replace(ctx, tracker=tracker))

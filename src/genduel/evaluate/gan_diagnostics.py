@@ -279,8 +279,8 @@ def read_table(path: Path) -> list[dict[str, Any]]:
 
 #: The epochs.csv columns the diagnostics need (a wall-time column may come and go).
 REQUIRED_EPOCH_COLUMNS = ("epoch", "step", "d_real", "d_fake", "d_acc", "d_loss", "g_loss")
-_ARTIFACT_FIX = ("restore it with `dvc checkout artifacts/train_gan` or re-run train_gan "
-                 "(dvc repro train_gan)")
+_ARTIFACT_FIX = ("restore it with `dvc checkout` or re-run the seed's train_gan "
+                 "(dvc repro train_gan@<seed>)")
 
 
 def read_gan_artifacts(artifacts_dir: Path) -> tuple[list[dict[str, float]], list[torch.Tensor]]:

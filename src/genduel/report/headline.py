@@ -5,9 +5,10 @@ Run from the repository root after ``make repro``::
 
     python -m genduel.report.headline
 
-It reads ``data/prepared/real_grid.png``, ``eval/samples_{vae,vae_prior,gan}.png`` and
-``metrics/eval_*.json``, writes the image, and rewrites the table between the
-:data:`TABLE_START` and :data:`TABLE_END` markers of ``README.md``. No stage runs it, so it is
+It reads ``data/prepared/real_grid.png``, training seed 0's
+``eval/seeds/0/samples_{vae,vae_prior,gan}.png`` and the report's ``metrics/eval_*.json``,
+writes the image, and rewrites the table between the :data:`TABLE_START` and
+:data:`TABLE_END` markers of ``README.md``. No stage runs it, so it is
 no DVC dependency: the README's numbers change only when someone chooses to refresh them.
 """
 
@@ -27,9 +28,9 @@ from genduel.metrics.table import metric_info
 
 #: The panels of the image: (label, file relative to the repository root), left to right.
 PANELS = (("Real (test images)", "data/prepared/real_grid.png"),
-          ("VAE, z ~ N(0, I)", "eval/samples_vae.png"),
-          ("VAE, z ~ fitted GMM", "eval/samples_vae_prior.png"),
-          ("GAN", "eval/samples_gan.png"))
+          ("VAE, z ~ N(0, I)", "eval/seeds/0/samples_vae.png"),
+          ("VAE, z ~ fitted GMM", "eval/seeds/0/samples_vae_prior.png"),
+          ("GAN", "eval/seeds/0/samples_gan.png"))
 
 #: The table's columns: (metrics row, header), in the report's order.
 COLUMNS = (("vae", "VAE, z ~ N(0, I)"), ("vae_prior", "VAE, z ~ fitted GMM"), ("gan", "GAN"),
@@ -38,7 +39,8 @@ COLUMNS = (("vae", "VAE, z ~ N(0, I)"), ("vae_prior", "VAE, z ~ fitted GMM"), ("
 
 class Row(NamedTuple):
     """One table row: its label, the metric keys shown (joined by `` / ``), the decimals, and
-    whether the value carries ``± <key>_std`` (the std over the evaluation's sample draws)."""
+    whether the value carries ``± <key>_std`` (the std over the evaluation's sample draws with
+    one training seed, over the seeds with more)."""
 
     label: str
     keys: tuple[str, ...]

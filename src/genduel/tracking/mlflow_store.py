@@ -51,6 +51,7 @@ from genduel.tracking.base import DatasetRef, ModelExample
 from genduel.tracking.outbox import Backoff, Outbox, describe_error
 from genduel.tracking.pipeline_run import (
     KIND_TAG,
+    SEED_TAG,
     close_parent,
     describe,
     git_commit,
@@ -268,7 +269,8 @@ def _input_example(example: ModelExample) -> Any:
 
 @contextlib.contextmanager
 def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any], *,
-              resume_run_id: str | None = None) -> Iterator[MlflowTracker]:
+              resume_run_id: str | None = None,
+              seed: int | None = None) -> Iterator[MlflowTracker]:
     """Open the MLflow run of a stage, nested under its pipeline run's parent.
 
     The run is named after the stage, gets ``params`` flattened and tags: git commit, DVC stage,
@@ -276,6 +278,10 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any], *,
     process (:func:`~genduel.tracking.pipeline_run.process_tags`). Before that, runs that dead
     processes of this host left RUNNING are marked KILLED
     (:func:`~genduel.tracking.pipeline_run.sweep_dead_runs`).
+
+    ``seed``: the training seed of a per-seed stage (``train_vae@1``, ...): the run is named
+    like the DVC stage, ``<stage>@<seed>``, and gets the seed as tag ``genduel.seed`` and param
+    ``seed``, so that the compare view lines the seeds of one parent up.
 
     ``resume_run_id``: the run of an interrupted attempt at this stage. When the store still has
     it (in this experiment, not deleted) it is reopened (RUNNING again, under this pipeline run's
@@ -289,7 +295,9 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any], *,
     (:func:`~genduel.tracking.store.store_error`); once the run is open, store failures never
     raise (see :class:`MlflowTracker`).
     """
-    tracker = _open_run(stage, cfg, params, resume_run_id)
+    if seed is not None:
+        params = {**params, "seed": seed}
+    tracker = _open_run(stage, cfg, params, resume_run_id, seed)
     status = "FAILED"
     try:
         yield tracker
@@ -302,7 +310,7 @@ def stage_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any], *,
 
 
 def _open_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
-              resume_run_id: str | None) -> MlflowTracker:
+              resume_run_id: str | None, seed: int | None = None) -> MlflowTracker:
     root, cwd = repo_root(), Path.cwd()
     uri = resolve_uri(cfg, root=root)
     _configure_client(cfg.timeout_s)
@@ -316,10 +324,12 @@ def _open_run(stage: str, cfg: TrackingConfig, params: Mapping[str, Any],
                             os.environ.get("DVC_EXP_BASELINE_REV", ""))
         with _held(client):  # no other stage's end closes the parent before this run exists
             parent = open_parent(client, exp_id, pipeline, cwd)
+            name = stage if seed is None else f"{stage}@{seed}"  # as dvc.yaml's foreach
             tags = {**pipeline.tags, KIND_TAG: "stage", "mlflow.parentRunId": parent,
-                    "genduel.stage": stage, "dvc.stage": stage, **process_tags(),
+                    "genduel.stage": stage, "dvc.stage": name, **process_tags(),
+                    **({} if seed is None else {SEED_TAG: str(seed)}),
                     "mlflow.source.name": f"pipeline/{stage}.py", "mlflow.source.type": "LOCAL"}
-            run_id = start_stage_run(client, exp_id, stage, tags, resume_run_id)
+            run_id = start_stage_run(client, exp_id, name, tags, resume_run_id)
     except GenDuelError:  # a TrackingError, or params.yaml that does not validate
         raise
     except Exception as exc:

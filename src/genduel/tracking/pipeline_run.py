@@ -67,6 +67,8 @@ LAST_STAGE = "report"
 LAST_STAGE_TAG = "genduel.last_stage"
 KEY_TAG = "genduel.pipeline_key"
 KIND_TAG = "genduel.kind"  # "pipeline" (parents), "stage", "record" (evaluate's rows)
+#: The training seed of a per-seed stage's run (``runtime.seeds``; also its param ``seed``).
+SEED_TAG = "genduel.seed"
 HOST_TAG, PID_TAG = "genduel.host", "genduel.pid"  # the process that holds a stage run open
 PID_START_TAG = "genduel.pid_start"  # and when it started: a reused pid is another process
 RESUMED_TAG, RESUMED_FROM_TAG = "genduel.resumed", "genduel.resumed_from"
