@@ -39,7 +39,9 @@ def test_report_has_the_optional_sections_and_figures_when_their_inputs_exist(tm
 
 def test_report_opens_with_the_verdict_and_explains_every_table(tmp_path, fake_run):
     md, page = build(tmp_path, fake_run(tmp_path, extras=True))
-    assert md.split("\n\n")[1].startswith("**In short: the VAE is ahead.**")
+    assert md.split("\n\n")[1].startswith("**In short, for these trained models (one training "
+                                           "seed): the VAE is ahead.**")
+    assert "## How sure is the verdict?" in md and "figures/seeds.png" in md
     assert "- **Distance to the data** (FID): the **GAN** is better." in md
     assert "<ul><li><b>Distance to the data</b> (FID): the <b>GAN</b> is better." in page
     assert "## How to read this" in md and '<h2 id="how-to-read-this">' in page

@@ -35,6 +35,7 @@ def build_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
         *sections.header_blocks(inp),
         *sections.model_blocks(inp),
         *sections.sample_metric_blocks(inp),
+        *sections.seed_blocks(inp, figs),
         *visuals.samples_blocks(inp, figs),
         *visuals.prior_blocks(inp, figs),
         *sections.ladder_blocks(inp),

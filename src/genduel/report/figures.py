@@ -19,14 +19,19 @@ from typing import NamedTuple
 import numpy as np
 
 from genduel.io import atomic_write
+from genduel.metrics.table import METRICS
 from genduel.report import plots
 from genduel.report.document import png_size
-from genduel.report.inputs import COLUMNS, SAMPLERS, ReportInputs
+from genduel.report.inputs import BASELINES, COLUMNS, SAMPLERS, ReportInputs
+from genduel.report.verdict import PER_SEED
 
 PAD = 2  #: save_grid's padding between tiles, in pixels
 STRIP_ROWS = 2  #: rows of each epoch's grid shown in the training strip
 STRIP_EPOCHS = 8  #: at most this many epochs in the strip (evenly spaced, the last included)
 _EPOCH_GRID = re.compile(r"^samples_epoch(\d+)\.png$")
+#: The metrics of the seeds figure ("How sure is the verdict?"), and the rows it shows per seed.
+SEED_STRIP_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage", "bits_per_dim")
+SEED_STRIP_MODELS = {"vae": "VAE\nN(0, I)", "vae_prior": "VAE\nfitted prior", "gan": "GAN"}
 
 
 class Image(NamedTuple):
@@ -127,7 +132,14 @@ def _draw_plots(inp: ReportInputs, *, eval_dir: Path, artifacts_dir: Path,
     logits = {COLUMNS[m]: np.load(eval_dir / f"features_{m}.npz")["logits"] for m in SAMPLERS}
     logits[COLUMNS["real"]] = np.load(eval_dir / "features_real.npz")["test_logits"]
     plots.plot_class_histograms(logits, inp.classes, fig_dir / "class_histograms.png")
-    names = ["vae_curves", "vae_validation", "gan_curves", "gan_outputs", "class_histograms"]
+    names = ["vae_curves", "vae_validation", "gan_curves", "gan_outputs", "class_histograms",
+             "seeds"]
+    keys = [k for k in SEED_STRIP_KEYS if any(k in inp.evals.get(m, {}) for m in SEED_STRIP_MODELS)]
+    plots.plot_seed_strips(inp.evals, keys, SEED_STRIP_MODELS,
+                           {m: COLUMNS[m] for m in ("real", *BASELINES)},
+                           {k: f"{METRICS[k].label} ({'↑' if METRICS[k].higher_is_better else '↓'})"
+                            for k in keys if k in METRICS},
+                           fig_dir / "seeds.png", per_seed=PER_SEED)
     if inp.diagnostics:
         plots.plot_gan_accuracy(inp.diagnostics, fig_dir / "gan_accuracy.png",
                                 "Critic accuracy" if inp.gan_loss == "wgan_gp" else "D accuracy")

@@ -21,7 +21,9 @@ from genduel.config import GAN_LOSSES
 from genduel.errors import DataError
 from genduel.evaluate import gan_diagnostics as diag
 from genduel.io import read_bytes, read_csv, read_json, read_png
+from genduel.metrics.seeds import gather_row
 from genduel.provenance import read_run_record
+from genduel.report.verdict import PER_SEED
 
 #: The models' rows (the VAE twice, once per sampler), then real data scored the same way (the
 #: floor of the baseline ladder).
@@ -54,6 +56,8 @@ class ReportInputs:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: metrics/fit_prior.json: the fitted prior's size and its candidates' fit
     prior_fit: dict[str, Any] = field(default_factory=dict)
+    #: the training seeds of runtime.seeds; the figures are the first one's
+    seeds: tuple[int, ...] = (0,)
 
     @property
     def protocol(self) -> dict[str, Any]:
@@ -158,7 +162,8 @@ def check_figure_inputs(inputs: ReportInputs, *, eval_dir: Path, artifacts_dir: 
 
 def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | None = None, *,
                 commit: str, artifacts_dir: Path | None = None,
-                runs_dir: Path | None = None) -> ReportInputs:
+                runs_dir: Path | None = None, judge_dir: Path | None = None,
+                judge_runs_dir: Path | None = None) -> ReportInputs:
     """Read every input of the report.
 
     Args:
@@ -173,6 +178,9 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | 
             file the figures are made of is read and checked too (:func:`check_figure_inputs`).
         runs_dir: the run records (``runs/<stage>.json``) of :data:`RUN_RECORDS`, shown where
             present; they are informational and not DVC dependencies of the report.
+        judge_dir, judge_runs_dir: where the judge's ``judge.json`` and run record are, when
+            not in ``metrics_dir`` and ``runs_dir``: the judge is trained once, the models per
+            seed.
 
     Raises:
         DataError: a required file is missing, truncated or malformed (not JSON, not an
@@ -184,14 +192,16 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | 
                    **(_read_json(eval_dir / f"details_{m}.json", ("protocol",))
                       if eval_dir else {})}
                for m in ROWS},
-        judge=_read_json(metrics_dir / "judge.json", fix=_METRICS_FIX),
+        judge=_read_json((judge_dir or metrics_dir) / "judge.json", fix=_METRICS_FIX),
         training={m: _read_json(metrics_dir / f"train_{m}.json", fix=_METRICS_FIX)
                   for m in ("vae", "gan")},
         prior_fit=_read_json(metrics_dir / "fit_prior.json", ("components",), _METRICS_FIX),
         manifest=_read_json(data_dir / "manifest.json"),
         title=title,
         commit=commit,
-        runs={s: read_run_record(s, runs_dir) for s in RUN_RECORDS} if runs_dir else {},
+        runs={s: read_run_record(s, judge_runs_dir if judge_runs_dir and s == "judge"
+                                 else runs_dir)
+              for s in RUN_RECORDS} if runs_dir else {},
     )
     if eval_dir is None:
         return inputs
@@ -205,3 +215,68 @@ def load_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path | 
         check_figure_inputs(inputs, eval_dir=eval_dir, artifacts_dir=artifacts_dir,
                             data_dir=data_dir)
     return inputs
+
+
+#: The rows trained once per seed, gathered over the seeds; the others (real data and the
+#: pixel baselines) do not depend on the seed and come from the first seed's evaluation.
+SEEDED_ROWS = SAMPLERS
+#: Where the per-seed stages write, under each of metrics/, eval/, artifacts/ and runs/.
+SEEDS_DIR = "seeds"
+
+
+def seed_dir(root: Path, seed: int) -> Path:
+    """``<root>/seeds/<seed>``: a per-seed stage's folder (dvc.yaml's ``foreach``)."""
+    return Path(root) / SEEDS_DIR / str(seed)
+
+
+def read_seed_rows(metrics_dir: Path, seeds: tuple[int, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Each row's ``eval_<row>.json`` of every seed, in seed order.
+
+    Raises:
+        DataError: a seed's file is missing or malformed (the fix names its stage).
+    """
+    rows: dict[str, list[dict[str, Any]]] = {row: [] for row in ROWS}
+    for seed in seeds:
+        for row in ROWS:
+            path = seed_dir(metrics_dir, seed) / f"eval_{row}.json"
+            rows[row].append(read_json(path, f"run its stage: dvc repro evaluate@{seed}",
+                                       ("fid",)))
+    return rows
+
+
+def gather_seeds(seed_rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The metrics file of each row over the seeds: the models' rows gathered
+    (:func:`genduel.metrics.seeds.gather_row`), the others as the first seed has them."""
+    return {row: gather_row(values) if row in SEEDED_ROWS else dict(values[0])
+            for row, values in seed_rows.items()}
+
+
+def load_seeded_inputs(metrics_dir: Path, data_dir: Path, title: str, eval_dir: Path, *,
+                       seeds: tuple[int, ...], commit: str, artifacts_dir: Path,
+                       runs_dir: Path) -> tuple[ReportInputs, dict[str, dict[str, Any]]]:
+    """The report's inputs over the training seeds, and the gathered metrics files.
+
+    The numbers of every model row are the mean over ``seeds`` with the spread over them
+    (:func:`gather_seeds`), each row also holding its per-seed values under
+    :data:`genduel.report.verdict.PER_SEED` for the tie rule and the strip plots; pictures,
+    training curves and details are the first seed's (``<dir>/seeds/<first>``). The judge's
+    files are at the top of ``metrics_dir`` / ``runs_dir``.
+
+    Raises:
+        DataError: an input of any seed is missing or malformed.
+    """
+    first = seeds[0]
+    inputs = load_inputs(seed_dir(metrics_dir, first), data_dir, title, seed_dir(eval_dir, first),
+                         commit=commit, artifacts_dir=seed_dir(artifacts_dir, first),
+                         runs_dir=seed_dir(runs_dir, first), judge_dir=metrics_dir,
+                         judge_runs_dir=runs_dir)
+    seed_rows = read_seed_rows(metrics_dir, seeds)
+    gathered = gather_seeds(seed_rows)
+    evals = {}
+    for row, numbers in gathered.items():
+        details = {k: v for k, v in inputs.evals[row].items()
+                   if k not in seed_rows[row][0] and k not in numbers}
+        per_seed = ({k: [r.get(k) for r in seed_rows[row]] for k in numbers}
+                    if row in SEEDED_ROWS else {})
+        evals[row] = {**numbers, **details, PER_SEED: per_seed}
+    return replace(inputs, evals=evals, seeds=tuple(seeds)), gathered

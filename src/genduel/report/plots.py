@@ -174,3 +174,57 @@ def plot_gan_coverage(rows: Sequence[dict[str, Any]], path: Path, num_classes: i
         ax.set_ylim(0, num_classes + 0.5)
         ax.yaxis.get_major_locator().set_params(integer=True)
         ax.legend(loc="lower right")
+
+
+def plot_seed_strips(evals: dict[str, dict[str, Any]], keys: Sequence[str],
+                     models: dict[str, str], lines: dict[str, str], labels: dict[str, str],
+                     path: Path, per_seed: str = "per_seed") -> None:
+    """One panel per metric of ``keys``: each model's value per training seed (a dot per seed,
+    spread sideways so equal values stay visible) and their mean (a bar), with the rows of
+    ``lines`` (real data, the baselines) as horizontal lines.
+
+    Args:
+        evals: the report's rows; a model row's per-seed values are ``row[per_seed][key]``
+            (its ``key`` alone when it has none: one seed).
+        keys: the metrics, one panel each (rows without a key are left out of its panel).
+        models: row -> x-axis label; ``lines``: row -> legend label; ``labels``: key -> title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 2
+    rows = -(-len(keys) // cols)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, cols, figsize=(2 * WIDTH_IN, 2.9 * rows), squeeze=False)
+        try:
+            for ax, key in zip(axes.flat, keys, strict=False):
+                names = [m for m in models if key in evals.get(m, {})]
+                for x, model in enumerate(names):
+                    row = evals[model]
+                    values = np.asarray((row.get(per_seed) or {}).get(key) or [row[key]], float)
+                    spread = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+                    ax.plot(x + np.asarray(spread), values, "o", color=colours[x % len(colours)],
+                            alpha=0.8, markersize=6)
+                    ax.plot([x - 0.25, x + 0.25], [values.mean()] * 2, "-", color="black", lw=1.5)
+                for i, (model, label) in enumerate(lines.items()):
+                    value = evals.get(model, {}).get(key)
+                    if isinstance(value, (int, float)):
+                        ax.axhline(value, ls=("--", ":", "-.")[i % 3], color="grey", lw=1,
+                                   label=label)
+                ax.set_xticks(range(len(names)), [models[m] for m in names])
+                ax.set_xlim(-0.6, len(names) - 0.4)
+                ax.set_title(labels.get(key, key))
+            for ax in list(axes.flat)[len(keys):]:
+                ax.axis("off")
+            handles, names = max((ax.get_legend_handles_labels() for ax in axes.flat),
+                                 key=lambda hl: len(hl[0]))
+            fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 1))
+            if handles:  # one legend for every panel, below them
+                fig.legend(handles, names, loc="lower center", ncol=len(handles),
+                           frameon=False)
+            atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+        finally:
+            plt.close(fig)

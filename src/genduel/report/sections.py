@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from genduel.metrics.seeds import ALPHA, MIN_SEEDS_FOR_TEST
 from genduel.metrics.table import INFERENCE, LIKELIHOOD, MEMORIZATION, METRICS, SAMPLE, keys_of_kind
 from genduel.report import verdict
 from genduel.report.document import (
@@ -68,12 +69,22 @@ def header_blocks(inp: ReportInputs) -> list[Block]:
         Para(summary.caveat),
         Para(verdict_row_note(inp.evals)),
         Para(f"Dataset **{inp.manifest.get('dataset')}**, code commit `{inp.commit}`. Every "
-             f"sample metric is the mean ± std over {proto.get('draws', '?')} independent draws "
-             f"of {proto.get('num_samples', '?')} samples per model; the *Real data* column "
+             f"sample metric is {_mean_of(inp)}; the *Real data* column "
              "scores held-out test images the same way, i.e. what a perfect model would get at "
              "this sample size. Each table links to [How to read this](#how-to-read-this), "
              "which explains every metric once."),
     ]
+
+
+def _mean_of(inp: ReportInputs) -> str:
+    """What each number of the tables is a mean of, and what its ± is."""
+    proto, n = inp.protocol, len(inp.seeds)
+    draws = (f"{proto.get('draws', '?')} independent draws of {proto.get('num_samples', '?')} "
+             "samples")
+    if n == 1:
+        return f"the mean ± std over {draws} per model"
+    return (f"the mean ± std over {n} training seeds of the models, each seed's value the mean "
+            f"over {draws} (the real data and baseline columns: ± over the draws)")
 
 
 def verdict_row_note(evals: dict[str, dict[str, Any]]) -> str:
@@ -85,7 +96,8 @@ def verdict_row_note(evals: dict[str, dict[str, Any]]) -> str:
             f"*{COLUMNS['vae_prior']}*, the same trained encoder and decoder sampled from a "
             "density fitted to where its posterior puts mass. The verdict compares the GAN with "
             f"the second: it is the VAE's sampler in this pipeline (`genduel sample "
-            "models/vae_prior.pt`, the MLflow model of fit_prior), and the first draws from "
+            "models/seeds/0/vae_prior.pt`, the MLflow model of fit_prior), and the first draws "
+            "from "
             "regions no training image maps to (see [Why the prior matters]"
             "(#why-the-prior-matters)).")
 
@@ -165,7 +177,8 @@ def sample_metric_blocks(inp: ReportInputs) -> list[Block]:
                *(COLUMNS[m] for m in ROWS[len(SAMPLERS):])],
               metric_rows(inp.evals), link(SAMPLE)),
         Para(f"*Winner*: the better of *{COLUMNS[verdict.vae_row(inp.evals)]}* and GAN (in "
-             "bold), or *tie* when the gap is below the combined ± of the two. FID and KID use "
+             "bold), or *tie* when the gap is within noise (the rule: [How sure is the "
+             "verdict?](#how-sure-is-the-verdict)). FID and KID use "
              "the pipeline's own judge classifier, not Inception-v3: compare them only across "
              "GenDuel runs with the same judge. The two "
              "baseline columns learn nothing but the mean and covariance of the training pixels "
@@ -300,7 +313,9 @@ def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list
     none = "no likelihood (implicit model)"
 
     def vae_only(label: str, direction: str, key: str, gan: str = none) -> list[str]:
-        return [label, direction, fmt(vae.get(key)), fmt(fitted.get(key)), gan, "-",
+        # ± only over training seeds (2 or more): within one seed these are the test set's
+        return [label, direction, fmt(vae.get(key), vae.get(f"{key}_std")),
+                fmt(fitted.get(key), fitted.get(f"{key}_std")), gan, "-",
                 *["-"] * len(BASELINES)]
 
     rows = [vae_only("ELBO (nats/image)", _arrow("elbo_nats"), "elbo_nats"),
@@ -312,7 +327,9 @@ def likelihood_rows(evals: dict[str, dict[str, Any]], iwae_k: list[int]) -> list
     rows.append(vae_only("KL(q(z ∣ x) ‖ p(z)) (nats)", "(trade-off)", "kl_nats", "-"))
     cols = [evals.get(m, {}) for m in ROWS]
     if any("parzen_ll_nats" in c for c in cols):
-        _, cells = winner_cells(evals, "parzen_ll_nats", "_sem")  # the better model in bold
+        # the ± the winner is judged by: the std over seeds with 2 or more, else the SE
+        seeded = verdict.seed_count(evals) >= 2
+        _, cells = winner_cells(evals, "parzen_ll_nats", "_std" if seeded else "_sem")
         rows.append(["Parzen window log-likelihood (nats/image, pixels in [0, 1])",
                      _arrow("parzen_ll_nats"), *cells])
         rows.append(["Parzen σ (chosen on validation images)", "(selected)",
@@ -420,3 +437,70 @@ def protocol_blocks(inp: ReportInputs) -> list[Block]:
     return [Heading("Protocol"), Table(["Item", "Value"], protocol_rows(inp), link()),
             Para("¹ From the run records runs/<stage>.json: informational, not a DVC "
                  "dependency of the report, so they may be older than it.")]
+
+
+#: The metrics of the seeds table, with the rows that report each: (key, rows).
+SEED_TABLE = (*((k, ("vae_prior", "gan")) for k in ("fid", "kid", "precision", "recall",
+                                                     "density", "coverage")),
+              ("bits_per_dim", ("vae", "vae_prior")))
+
+
+def seed_rows(evals: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Metric, model, each seed's value, mean ± std over seeds, the draws' std (mean over
+    seeds) and the ratio of the two spreads."""
+    out = []
+    for key, rows in SEED_TABLE:
+        for row in rows:
+            values = evals.get(row, {})
+            if key not in values or key not in METRICS:
+                continue
+            seeds = verdict.seeds_of(values, key) or [values[key]]
+            std, draw = values.get(f"{key}_std"), values.get(f"{key}_draw_std")
+            many = len(seeds) > 1
+            ratio = (f"{std / draw:.1f} ×" if many and isinstance(std, float)
+                     and isinstance(draw, float) and draw > 0 else DASH)
+            out.append([METRICS[key].label, COLUMNS[row], ", ".join(fmt(v) for v in seeds),
+                        fmt(values[key], std if many else None),
+                        fmt(draw) if draw is not None else DASH, ratio])
+    return out
+
+
+def seed_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
+    """"How sure is the verdict?": each training seed's numbers, their spread against the
+    draws', the rule that reads them, and the strip plots."""
+    seeds = inp.seeds
+    listed = ", ".join(map(str, seeds))
+    if len(seeds) == 1:
+        lead = (f"This run trained the VAE, its prior and the GAN with one training seed "
+                f"(`runtime.seeds = [{listed}]`). Its ± is the spread over the sample draws of "
+                f"one trained model, and retraining moves the numbers more "
+                f"({verdict.MEASURED_SPREAD}): the verdict above compares two trained models, "
+                f"not two recipes. `{verdict.SEEDS_COMMAND}` trains two more seeds (only their "
+                "stages run) and tests every gap across the three.")
+    elif len(seeds) < MIN_SEEDS_FOR_TEST:
+        lead = (f"This run trained the VAE, its prior and the GAN with {len(seeds)} training "
+                f"seeds (`runtime.seeds = [{listed}]`): each number above is their mean ± "
+                f"their std, but with fewer than {MIN_SEEDS_FOR_TEST} seeds per model no test "
+                f"is possible. `{verdict.SEEDS_COMMAND}` gives one.")
+    else:
+        lead = (f"This run trained the VAE, its prior and the GAN with {len(seeds)} training "
+                f"seeds (`runtime.seeds = [{listed}]`; the judge once): each number above is "
+                f"their mean ± their std. A model wins a metric when Welch's t-test on the "
+                f"per-seed values (two-sided, unequal variances) gives p < {ALPHA}; otherwise "
+                f"the metric is a tie, however large the gap between the means.")
+    blocks: list[Block] = [
+        Heading("How sure is the verdict?"),
+        Para(lead),
+        Table(["Metric", "Model", "Each seed", "Mean ± std over seeds", "Draws' std",
+               "Seeds' std / draws'"], seed_rows(inp.evals), link(SAMPLE)),
+        Para("*Draws' std*: the spread over one trained model's sample draws (mean over the "
+             "seeds), the only ± a single seed can measure; the last column is how many times "
+             "wider retraining spreads the number. Bits per dim has no draws: within one seed "
+             "its uncertainty is the standard error over the test images (the likelihood "
+             f"table). The pictures in this report are seed {seeds[0]}'s."),
+    ]
+    if "seeds" in figs:
+        blocks.append(Figure(figs["seeds"].path, "Each seed's value (dots) and their mean "
+                             "(bar) per model; grey lines: real data and the two pixel "
+                             "baselines, which do not depend on the training seed"))
+    return blocks

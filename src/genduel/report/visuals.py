@@ -79,7 +79,8 @@ def samples_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
             blocks.append(ImageRows(f"{model.upper()} samples, one row per class (the model is "
                                     "class-conditional: each row is drawn with that label, and "
                                     "column j uses the same noise in every row; cut from "
-                                    f"eval/studies/class_grid_{model}.png)", rows))
+                                    f"eval/seeds/{inp.seeds[0]}/studies/"
+                                    f"class_grid_{model}.png)", rows))
     blocks += [
         shown(figs["recon"], "VAE reconstructions: odd rows test images, even rows their "
                              "reconstructions (decoder mean at the posterior mean)"),
@@ -176,7 +177,7 @@ def training_blocks(inp: ReportInputs, figs: Figures) -> list[Block]:
             blocks.append(ImageRows(
                 f"{model.upper()} samples after each epoch: the first rows of the grid drawn "
                 "from the same fixed noise every epoch, so columns are comparable "
-                f"(all grids: artifacts/train_{model}/grids/)", rows))
+                f"(all grids: artifacts/seeds/{inp.seeds[0]}/train_{model}/grids/)", rows))
     runs = {m: inp.runs.get(f"train_{m}", {}) for m in inp.training}
     blocks.append(Table(["Model", "Epochs", "Steps", "Training time (s)¹", "MLflow run¹"],
                         [[m.upper(), fmt(t.get("epochs")), fmt(t.get("steps")),

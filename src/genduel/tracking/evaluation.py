@@ -102,3 +102,18 @@ def _model_id(run: Any) -> str | None:
     outputs = getattr(run, "outputs", None) if run is not None else None
     models = getattr(outputs, "model_outputs", None) or []
     return models[0].model_id if models else None
+
+
+def log_seed_summary(tracker: MlflowTracker, gathered: Mapping[str, Mapping[str, Any]]) -> None:
+    """Put the report's numbers over the training seeds on the pipeline run's parent, as
+    ``<row>.<metric>`` (``gan.fid``, ``gan.fid_std`` over seeds, ``gan.fid_draw_std``,
+    ``gan.seeds``), so that the compare view shows each pipeline run's gathered figures beside
+    its per-seed runs (tag ``genduel.seed``). Never raises (one warning: the files are written)."""
+    try:
+        parent = tracker.for_run(tracker.parent_id)
+        parent.log_metrics({f"{row}.{k}": v for row, values in gathered.items()
+                            for k, v in numeric(values).items()}, step=0)
+        parent.flush()
+    except Exception as exc:  # the store went away mid-stage: the record, not the stage, suffers
+        log.warning("figures over the seeds not recorded on the MLflow parent run in %s (%s)",
+                    tracker.uri, describe_error(exc))
