@@ -1,12 +1,15 @@
-"""Print the wall time of each stage run since a given moment (``make repro`` calls this)."""
+"""Wall times: of each stage run since a given moment (printed by ``make repro``), and of the
+phases within a stage (:func:`phase`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,25 @@ def record(name: str, seconds: float) -> None:
                                  "time": time.time()}) + "\n")
     except OSError as exc:  # timing is a convenience; never fail a finished stage over it
         log.warning("could not record stage time in %s: %s", TIMINGS_FILE, exc)
+
+
+@contextlib.contextmanager
+def phase(name: str, seconds: dict[str, float], *,
+          sync: Callable[[], None] | None = None) -> Iterator[None]:
+    """Time the block as phase ``name``: one log line (``phase <name>: 12.3 s``) and
+    ``seconds[name]`` (added to, when a phase runs more than once). ``sync`` runs before each
+    clock reading (``torch.cuda.synchronize`` on a GPU, whose kernels run ahead of the host)."""
+    if sync is not None:
+        sync()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if sync is not None:
+            sync()
+        took = time.perf_counter() - start
+        seconds[name] = round(seconds.get(name, 0.0) + took, 2)
+        log.info("phase %s: %.1f s", name, took)
 
 
 def main(argv: list[str] | None = None) -> int:

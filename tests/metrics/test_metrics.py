@@ -472,3 +472,24 @@ def test_compute_sample_metrics_keys_and_a_perfect_model():
     assert out["precision"] == out["recall"] == out["coverage"] == 1.0
     assert 1.0 <= out["density"] <= 6 / 5  # (k + 1) / k, k = 5, up to float32 boundary flips
     assert out["classes_covered"] == 10.0 and out["class_kl_to_real_nats"] < 1e-3
+
+
+@pytest.mark.parametrize(("pr_k", "dc_k", "block"), [(3, 5, 2048), (1, 1, 7), (4, 2, 50)])
+def test_manifold_metrics_are_precision_recall_and_density_coverage_in_one_pass(pr_k, dc_k,
+                                                                                block):
+    """The same four numbers as the two functions (a decision may flip only for a point within
+    float32 rounding of a boundary: at most one point's share here)."""
+    from genduel.metrics.features import density_coverage, manifold_metrics, precision_recall
+
+    rng = np.random.default_rng(pr_k * 10 + dc_k)
+    real, fake = rng.normal(size=(300, 16)), rng.normal(0.3, 1.1, size=(240, 16))
+    out = manifold_metrics(real, fake, pr_k=pr_k, dc_k=dc_k, block=block)
+    precision, recall = precision_recall(real, fake, k=pr_k, block=block)
+    density, coverage = density_coverage(real, fake, k=dc_k, block=block)
+    assert out["precision"] == pytest.approx(precision, abs=1 / 240 + 1e-12)
+    assert out["recall"] == pytest.approx(recall, abs=1 / 300 + 1e-12)
+    assert out["density"] == pytest.approx(density, abs=1 / (dc_k * 240) + 1e-12)
+    assert out["coverage"] == pytest.approx(coverage, abs=1 / 300 + 1e-12)
+    assert 0 < out["precision"] < 1 and 0 < out["coverage"] < 1  # a case that can fail
+    with pytest.raises(ValueError, match="dc_k"):
+        manifold_metrics(real, fake, pr_k=3, dc_k=300)

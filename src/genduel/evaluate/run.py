@@ -17,6 +17,7 @@ metrics (:mod:`~genduel.evaluate.inception`). The GAN's per-epoch diagnostics
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from genduel import timings
 from genduel.checkpoint import load_checkpoint, rebuild
 from genduel.config import EvalConfig, RuntimeConfig, TrackingConfig, flatten
 from genduel.data.splits import Split, load_split
@@ -169,7 +171,7 @@ def load_inputs(paths: EvalPaths) -> EvalInputs:
 
 
 def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
-                 paths: EvalPaths) -> dict[str, dict[str, Any]]:
+                 paths: EvalPaths, seed: int | None = None) -> dict[str, dict[str, Any]]:
     """The evaluate stage: check and load every input, then evaluate, write the metrics and
     details files and the run record, log to MLflow.
 
@@ -184,7 +186,8 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
     the model the row's training run logged (run ids from the training stages' run records,
     ``runs/train_vae.json`` / ``runs/train_gan.json``), the GAN's also with the per-epoch class
     coverage as histories (:func:`~genduel.tracking.evaluation.log_evaluation`; the training
-    runs get them too when they belong to this pipeline run).
+    runs get them too when they belong to this pipeline run). ``seed``: the training seed whose
+    models these are (the MLflow run ``evaluate@<seed>`` with its tag and param).
 
     Returns:
         The rows of :func:`evaluate_all`.
@@ -197,12 +200,13 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
                for name, stage in TRAINING_STAGES.items()}
     seed_everything(cfg.seed)
     device = resolve_device(rt)
-    with (stage_run("evaluate", tracking, {**flatten("runtime", rt), **flatten("eval", cfg)}
-                    ) as tracker,
-          staged("evaluate", paths.outputs()) as staging):
+    with (stage_run("evaluate", tracking, {**flatten("runtime", rt), **flatten("eval", cfg)},
+                    seed=seed) as tracker,
+          staged("evaluate" if seed is None else f"evaluate@{seed}", paths.outputs()) as staging):
         out = staging.path(paths.out)
         tracker.log_inputs(dataset_refs(paths.data))
-        results = evaluate_all(cfg, inputs, device, out)
+        phases: dict[str, float] = {}
+        results = evaluate_all(cfg, inputs, device, out, phases)
         rows = {}
         for name, values in results.items():
             rows[name], details = split_details(values)
@@ -217,62 +221,82 @@ def run_evaluate(cfg: EvalConfig, rt: RuntimeConfig, tracking: TrackingConfig,
         log_evaluation(tracker, rows, trained, {"gan": coverage})
         write_run_record("evaluate", {"mlflow_run_id": tracker.run_id,
                                       "training_run_ids": trained,
-                                      "eval_seconds": round(time.perf_counter() - start, 2)},
+                                      "eval_seconds": round(time.perf_counter() - start, 2),
+                                      "phase_seconds": phases},
                          staging.path(paths.runs_dir / "evaluate.json").parent)
     return results
 
 
 def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
-                 out_dir: Path) -> dict[str, dict[str, Any]]:
+                 out_dir: Path, phases: dict[str, float] | None = None
+                 ) -> dict[str, dict[str, Any]]:
     """All metrics for every row of :data:`ROWS`, each with a ``protocol`` block.
 
     Writes feature matrices (``features_*.npz``), sample/reconstruction grids, the latent-space
     studies (``studies/``, see :mod:`genduel.evaluate.study_figures`) and the GAN's per-epoch
     diagnostics (``gan_diagnostics.csv``) to ``out_dir``. The model rows also carry
-    ``model_params``.
+    ``model_params``. Each phase's wall time is logged and, when ``phases`` is given, added to
+    it by name (:func:`genduel.timings.phase`; on a GPU after a synchronize).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     reference_size(cfg, len(inputs.train), len(inputs.test))
+    phases = {} if phases is None else phases
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+
+    def timed(name: str) -> contextlib.AbstractContextManager[None]:
+        return timings.phase(name, phases, sync=sync)
+
     judge, vae, vae_prior, gen = (m.to(device) for m in (inputs.judge, inputs.vae,
                                                          inputs.vae_prior, inputs.generator))
-    reference = embed(judge, subset(inputs.train, cfg.num_samples, cfg.seed), cfg.batch_size,
-                      device)
-    test_fs = embed(judge, inputs.test.images, cfg.batch_size, device)
-    runs, results = _sample_rows(cfg, {"vae": vae, "vae_prior": vae_prior, "gan": gen}, inputs,
-                                 judge=judge,
-                                 reference=reference, test_fs=test_fs, device=device,
-                                 out_dir=out_dir)
-    for name, values in memorization_rows(
-            {name: (run.first_draw, run.first_features) for name, run in runs.items()},
-            inputs.train, inputs.test,
-            judge=judge, n=cfg.memorization_samples, seed=cfg.seed, batch_size=cfg.batch_size,
-            device=device, out_dir=out_dir).items():
-        results[name].update(values)
-    standard, two_stage = two_stage_bounds(vae, vae_prior.prior, inputs.test, cfg, device)
-    results["vae"].update(standard)
-    results["vae_prior"].update(two_stage)
-    results["vae"].update(inference_metrics(vae, inputs.train, inputs.test, cfg, device))
-    save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
-    gap = prior_gap(vae, vae_prior.prior, inputs.train, inputs.val, n=cfg.memorization_samples,
-                    seed=cfg.seed, batch_size=cfg.batch_size, device=device)
-    for name, values in gap.rows.items():
-        results[name].update(values)
-    write_prior_gap(gap, out_dir / "prior_gap.png")
-    # The studies sample the VAE from its fitted prior (the same encoder and decoder).
-    write_studies(vae_prior, gen, inputs.test, out_dir / "studies", seed=cfg.seed, device=device)
+    with timed("reference_features"):
+        reference = embed(judge, subset(inputs.train, cfg.num_samples, cfg.seed),
+                          cfg.batch_size, device)
+        test_fs = embed(judge, inputs.test.images, cfg.batch_size, device)
+    with timed("sample_metrics"):
+        runs, results = _sample_rows(cfg, {"vae": vae, "vae_prior": vae_prior, "gan": gen},
+                                     inputs, judge=judge, reference=reference, test_fs=test_fs,
+                                     device=device, out_dir=out_dir)
+    with timed("memorization"):
+        for name, values in memorization_rows(
+                {name: (run.first_draw, run.first_features) for name, run in runs.items()},
+                inputs.train, inputs.test,
+                judge=judge, n=cfg.memorization_samples, seed=cfg.seed,
+                batch_size=cfg.batch_size, device=device, out_dir=out_dir).items():
+            results[name].update(values)
+    with timed("likelihood_bounds"):
+        standard, two_stage = two_stage_bounds(vae, vae_prior.prior, inputs.test, cfg, device)
+        results["vae"].update(standard)
+        results["vae_prior"].update(two_stage)
+    with timed("inference_probes"):
+        results["vae"].update(inference_metrics(vae, inputs.train, inputs.test, cfg, device))
+    with timed("prior_gap"):
+        save_reconstructions(vae, inputs.test, out_dir / "reconstructions_vae.png", device)
+        gap = prior_gap(vae, vae_prior.prior, inputs.train, inputs.val,
+                        n=cfg.memorization_samples, seed=cfg.seed, batch_size=cfg.batch_size,
+                        device=device)
+        for name, values in gap.rows.items():
+            results[name].update(values)
+        write_prior_gap(gap, out_dir / "prior_gap.png")
+    with timed("studies"):
+        # The studies sample the VAE from its fitted prior (the same encoder and decoder).
+        write_studies(vae_prior, gen, inputs.test, out_dir / "studies", seed=cfg.seed,
+                      device=device)
     epochs = inputs.gan_epochs
     if epochs is None and inputs.gan_artifacts is not None:
         epochs = read_gan_artifacts(inputs.gan_artifacts)
     if epochs is not None:
-        rows = epoch_diagnostics(judge, *epochs, inputs.train.num_classes, gen.loss,
-                                 cfg.batch_size, device)
-        write_table(rows, out_dir / "gan_diagnostics.csv")
+        with timed("gan_diagnostics"):
+            rows = epoch_diagnostics(judge, *epochs, inputs.train.num_classes, gen.loss,
+                                     cfg.batch_size, device)
+            write_table(rows, out_dir / "gan_diagnostics.csv")
     n_parzen = min(cfg.parzen_samples, cfg.num_samples)
     centres = {name: run.first_draw[:n_parzen] for name, run in runs.items()}
     centres["real"] = subset(inputs.train, n_parzen, cfg.seed)
-    parzen = parzen_rows(
-        centres, subset(inputs.val, cfg.parzen_val_images, cfg.seed),
-        subset(inputs.test, cfg.parzen_test_images, cfg.seed), cfg.parzen_sigmas, cfg.batch_size)
+    with timed("parzen"):
+        parzen = parzen_rows(
+            centres, subset(inputs.val, cfg.parzen_val_images, cfg.seed),
+            subset(inputs.test, cfg.parzen_test_images, cfg.seed), cfg.parzen_sigmas,
+            cfg.batch_size)
     protocol = protocol_block(
         cfg, {"train": len(inputs.train), "val": len(inputs.val), "test": len(inputs.test)},
         judge=(inputs.judge_sha256, inputs.judge_accuracy),
@@ -285,9 +309,10 @@ def evaluate_all(cfg: EvalConfig, inputs: EvalInputs, device: torch.device,
             values["model_params"] = inputs.model_params[name]
     if cfg.inception_weights:
         samples = {name: run.first_draw for name, run in runs.items()}
-        for name, values in inception_rows(cfg, samples, inputs.train, inputs.test,
-                                           device).items():
-            results[name].update(values)
+        with timed("inception"):
+            for name, values in inception_rows(cfg, samples, inputs.train, inputs.test,
+                                               device).items():
+                results[name].update(values)
     return results
 
 

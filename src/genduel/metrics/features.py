@@ -284,3 +284,48 @@ def density_coverage(real_feat: np.ndarray | torch.Tensor, fake_feat: np.ndarray
         hits += int(inside.sum())
         covered |= inside.any(0)
     return hits / (k * len(f)), covered.double().mean().item()
+
+
+def manifold_metrics(real_feat: np.ndarray | torch.Tensor, fake_feat: np.ndarray | torch.Tensor,
+                     *, pr_k: int = 3, dc_k: int = 5, block: int = 2048) -> dict[str, float]:
+    """:func:`precision_recall` (k = ``pr_k``) and :func:`density_coverage` (k = ``dc_k``) from
+    one pass over the fake-to-real distances: the ``N_fake x N_real`` product, the costly part
+    of both, is computed once per block and tested against both sets of real radii.
+
+    The same definitions, centring and float32 comparisons as the two functions; a decision can
+    differ from theirs only for a point within float32 rounding of a ball's boundary (the
+    product is formed once here, then offset, where they fold the offset into it).
+
+    Returns:
+        ``precision``, ``recall``, ``density``, ``coverage``.
+    """
+    real, fake = _as_features(real_feat, "real_feat"), _as_features(fake_feat, "fake_feat")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"manifold_metrics: feature dims differ: {real.shape} vs {fake.shape}")
+    if not 1 <= pr_k < min(len(real), len(fake)):
+        raise ValueError(f"manifold_metrics: need 1 <= pr_k < set sizes, got {pr_k}")
+    if not 1 <= dc_k < len(real):
+        raise ValueError(f"manifold_metrics: need 1 <= dc_k < real set size, got {dc_k}")
+    centre = real.mean(axis=0)
+    r = torch.from_numpy(real - centre).float()
+    f = torch.from_numpy(fake - centre).float()
+    r_sq, f_sq = r.square().sum(1), f.square().sum(1)
+    pr_rad, f_rad = _real_radii_sq(r, r_sq, pr_k, block), _knn_radii_sq(f, f_sq, pr_k, block)
+    dc_rad = _real_radii_sq(r, r_sq, dc_k, block)
+    pr_bias, dc_bias = (r_sq - pr_rad).unsqueeze(0), (r_sq - dc_rad).unsqueeze(0)
+    in_real, margin = [], torch.full((len(r),), torch.inf)
+    hits, covered = 0, torch.zeros(len(r), dtype=torch.bool)
+    for start in range(0, len(f), block):
+        rows = slice(start, start + block)
+        dot = torch.mm(f[rows], r.T).mul_(-2.0)  # (b, N_real): -2 f_i.r_j
+        bound = -f_sq[rows].unsqueeze(1)
+        inside = dot + dc_bias <= bound  # fake i in real dc_k-ball j
+        hits += int(inside.sum())
+        covered |= inside.any(0)
+        g = dot.add_(pr_bias)  # as precision_recall's g, in place
+        in_real.append(g.amin(1) <= bound[:, 0])
+        g += (f_sq[rows] - f_rad[rows]).unsqueeze(1)
+        margin = torch.minimum(margin, g.amin(0))
+    return {"precision": torch.cat(in_real).double().mean().item(),
+            "recall": (margin <= -pr_rad).double().mean().item(),
+            "density": hits / (dc_k * len(f)), "coverage": covered.double().mean().item()}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from genduel.metrics.classes import class_coverage, class_kl_to_reference, inception_score
-from genduel.metrics.features import density_coverage, fid, kid, precision_recall
+from genduel.metrics.features import fid, kid, manifold_metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def compute_sample_metrics(fake_features: Array, fake_logits: Array, real_featur
         num_classes: K.
         is_splits, kid_subsets, kid_subset_size, pr_k, dc_k: see :func:`inception_score`,
             :func:`kid` (subset size clipped to the smaller set), :func:`precision_recall`,
-            :func:`density_coverage`.
+            :func:`density_coverage` (both from one distance pass: :func:`manifold_metrics`).
         seed: KID subset draws (everything else is deterministic).
 
     Returns:
@@ -90,8 +90,9 @@ def compute_sample_metrics(fake_features: Array, fake_logits: Array, real_featur
     kid_mean, kid_std = kid(fake_features, real_features, subsets=kid_subsets,
                             subset_size=kid_subset_size, seed=seed)
     is_mean, is_std = inception_score(fake_logits, splits=is_splits)
-    precision, recall = precision_recall(real_features, fake_features, k=pr_k)
-    density, coverage = density_coverage(real_features, fake_features, k=dc_k)
+    manifold = manifold_metrics(real_features, fake_features, pr_k=pr_k, dc_k=dc_k)
+    precision, recall = manifold["precision"], manifold["recall"]
+    density, coverage = manifold["density"], manifold["coverage"]
     classes = class_coverage(fake_logits, num_classes)
     out = {
         "fid": fid(fake_features, real_features),
