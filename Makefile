@@ -31,7 +31,7 @@ HOST = 127.0.0.1
 PORT = 5000
 WORKERS = 4
 
-.PHONY: setup repro repro-gpu test test-e2e test-all lint bench clean mlflow-server
+.PHONY: setup repro repro-gpu repro-seeds repro-gpu-seeds test test-e2e test-all lint bench clean mlflow-server
 
 setup: $(STAMP)
 
@@ -46,6 +46,17 @@ repro: setup
 
 repro-gpu: setup
 	@start=$$(date +%s); $(BIN)/dvc exp run -n gpu-profile $(GPU_PROFILE) && \
+	  $(BIN)/python -m genduel.timings --since $$start
+
+# Training seeds (docs/seeds.md): three on the CPU, where seed 0's stages come from the cache of a
+# `make repro`; five on one GPU, trained side by side (runtime.concurrent_seeds).
+repro-seeds: setup
+	@start=$$(date +%s); $(BIN)/dvc exp run -n seeds -S 'runtime.seeds=[0,1,2]' && \
+	  $(BIN)/python -m genduel.timings --since $$start
+
+repro-gpu-seeds: setup
+	@start=$$(date +%s); $(BIN)/dvc exp run -n gpu-seeds $(GPU_PROFILE) \
+	  -S 'runtime.seeds=[0,1,2,3,4]' -S runtime.concurrent_seeds=5 && \
 	  $(BIN)/python -m genduel.timings --since $$start
 
 # Tests: `test` is the unit and small integration tests (minutes); `test-e2e` the end-to-end ones
