@@ -42,8 +42,9 @@ def test_stale_seeds_are_the_later_ones_dvc_will_run(tmp_path, monkeypatch):
     lock = _lock(tmp_path, {0: same, 1: same, 2: same})
     # everything recorded as it is now: nothing to train beside seed 0
     assert seedpool.stale_seeds("train_vae", [0, 1, 2, 3], 0, PARAMS, lock) == [3]
-    # only seeds after the current one, in list order
-    assert seedpool.stale_seeds("train_vae", [3, 0, 1, 2], 1, PARAMS, lock) == []
+    # the seeds after the current one first, then the earlier ones (DVC may run any first)
+    assert seedpool.stale_seeds("train_vae", [3, 0, 1, 2], 1, PARAMS, lock) == [3]
+    assert seedpool.stale_seeds("train_vae", [0, 1, 2, 3], 2, PARAMS, lock) == [3]
     changed = {**PARAMS, "vae": {**PARAMS["vae"], "lr": 0.002}}
     assert seedpool.stale_seeds("train_vae", [0, 1, 2], 0, changed, lock) == [1, 2]
     code.write_text("print(2)\n")  # the code changed since seed 1 and 2 were trained
@@ -127,3 +128,32 @@ def test_gpus_are_dealt_round_robin_and_an_error_stops_the_siblings(tmp_path, mo
             raise RuntimeError("own training failed")
     assert [(tmp_path / "out" / f"{s}.gpu").read_text() for s in (1, 2)] == ["5", "4"]
     assert siblings[2].process.returncode is not None  # stopped, not left running
+
+
+def test_siblings_on_the_cpu_share_the_cores(tmp_path, monkeypatch):
+    """torch's default is every core per process; side by side they split them instead."""
+    import torch
+
+    assert seedpool.cpu_threads(2, cores=2) == 1 and seedpool.cpu_threads(3, cores=16) == 5
+    assert seedpool.cpu_threads(4, cores=2) == 1
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENDUEL_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    _fake_repo(tmp_path, """
+        import os, sys
+        seed = sys.argv[sys.argv.index("--seed") + 1]
+        os.makedirs("out", exist_ok=True)
+        open(f"out/{seed}.threads", "w").write(os.environ.get("OMP_NUM_THREADS", "unset"))
+    """)
+    before = torch.get_num_threads()
+    try:
+        with seedpool.beside("train_vae", 0, [0, 1], 2, "cpu", PARAMS,
+                             env={"DVC_STAGE": "train_vae@0"}):
+            assert torch.get_num_threads() == seedpool.cpu_threads(2)
+        assert (tmp_path / "out" / "1.threads").read_text() == str(seedpool.cpu_threads(2))
+        with seedpool.beside("train_vae", 0, [0, 1], 2, "cpu", PARAMS, num_threads=3,
+                             env={"DVC_STAGE": "train_vae@0"}):
+            pass  # runtime.num_threads set: each process keeps it
+        assert (tmp_path / "out" / "1.threads").read_text() == "unset"
+    finally:
+        torch.set_num_threads(before)

@@ -368,7 +368,8 @@ def run_training(stage: str, section: str, *, data: Path, splits: tuple[str, ...
     under_dvc = bool(os.environ.get("DVC_STAGE"))  # DVC records the outputs after we exit
     try:
         with (seedpool.beside(name, seed, rt.seeds, rt.concurrent_seeds, device.type,
-                              config.read_params(), distributed=world.distributed),
+                              config.read_params(), distributed=world.distributed,
+                              num_threads=rt.num_threads),
               workdir.staged(stage, finals, key=key, keep_on_error=True, owner=world.is_main,
                              finished=under_dvc) as out):
             if _finished_before(stage, out, world, device, under_dvc):
