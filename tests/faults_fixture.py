@@ -26,7 +26,9 @@ shares one build (:func:`load`)::
 ``fresh_repo`` (per test) is a ``shutil.copytree`` of it (~35 MB, a fraction of a second).
 :func:`run_stage_in` runs ``pipeline/<stage>.py``'s ``main(argv)`` in this process with the
 repository as the current directory (no Python start-up, no second torch import) and returns
-(exit code, what it wrote to stderr: log lines and the error line).
+(exit code, what it wrote to stderr: log lines and the error line). Its default arguments are
+dvc.yaml's (:func:`stage_argv`): the per-seed stages run as training seed 0 (the pipeline has
+that one seed, ``runtime.seeds: [0]``) and write under ``<folder>/seeds/0/``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ STAGES = ("prepare", "judge", "train_vae", "fit_prior", "gan_init", "train_gan",
 #: test_e2e's tiny budget, smaller still where the numbers do not matter here.
 SMALLER_EVAL = {"parzen_samples": 200, "parzen_val_images": 100, "parzen_test_images": 100,
                 "probe_train_images": 200, "memorization_samples": 200}
+#: The training seed of the per-seed stages (dvc.yaml's ``foreach`` over ``runtime.seeds``).
+SEED = 0
+#: Where that seed's stages write (dvc.yaml): prefix a file name with it.
+MODELS, METRICS, EVAL, ARTIFACTS, RUNS = (f"{d}/seeds/{SEED}" for d in
+                                          ("models", "metrics", "eval", "artifacts", "runs"))
 #: What :func:`snapshot` leaves out: the tracking store (a failed stage records a FAILED run),
 #: git, caches and the stages' work directories.
 VOLATILE_DIRS = frozenset({"mlartifacts", "mlruns", ".git", ".genduel", "__pycache__",
@@ -74,11 +81,39 @@ def e2e() -> ModuleType:
 
 
 def overrides() -> dict[str, dict]:
-    """The params of the tiny pipeline: test_e2e's budget, smaller evaluation, no logged
-    models (the MLflow model registry is the slowest part of a tiny run)."""
+    """The params of the tiny pipeline: test_e2e's budget with one training seed, smaller
+    evaluation, no logged models (the MLflow model registry is the slowest part of a tiny
+    run)."""
     base = e2e().OVERRIDES
-    return {**base, "eval": {**base["eval"], **SMALLER_EVAL},
+    return {**base, "runtime": {"seeds": [SEED], "concurrent_seeds": 1},
+            "eval": {**base["eval"], **SMALLER_EVAL},
             "tracking": {"experiment": "faults", "log_models": False}}
+
+
+def _stages() -> dict[str, dict]:
+    """dvc.yaml's stages, the per-seed (``foreach``) ones expanded for :data:`SEED` alone
+    (:func:`genduel.dvcyaml.expand`: ``evaluate@0``)."""
+    import yaml
+
+    from genduel.dvcyaml import expand
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    return expand(dvc, {"runtime": {"seeds": [SEED]}})["stages"]
+
+
+def stage_name(stage: str) -> str:
+    """The DVC name of ``stage``: ``evaluate@0`` for a per-seed stage, as its work directory
+    (``.genduel/work/<name>``), its MLflow run and its error lines are named."""
+    return stage if stage in _stages() else f"{stage}@{SEED}"
+
+
+def stage_argv(stage: str) -> list[str]:
+    """The arguments dvc.yaml's cmd gives ``pipeline/<stage>.py`` (training seed :data:`SEED`),
+    so that the stages run here read and write what ``dvc repro`` would."""
+    import shlex
+
+    argv = shlex.split(" ".join(_stages()[stage_name(stage)]["cmd"].split()))
+    return argv[argv.index(f"pipeline/{stage}.py") + 1:]  # after PYTHONPATH=src python
 
 
 @contextlib.contextmanager
@@ -101,13 +136,15 @@ def _isolated():
         root.setLevel(level)
 
 
-def run_stage_in(repo: Path, script: str, argv: Sequence[str] = ()) -> tuple[int, str]:
-    """Run ``pipeline/<script>.py`` ``main(argv)`` in this process inside ``repo``.
+def run_stage_in(repo: Path, script: str, argv: Sequence[str] | None = None) -> tuple[int, str]:
+    """Run ``pipeline/<script>.py`` ``main(argv)`` in this process inside ``repo``; ``argv``
+    None: dvc.yaml's (:func:`stage_argv`).
 
     Returns:
         (exit code, stderr text): the log lines and, on failure, the one error line.
     """
     module = _load(f"genduel_pipeline_{script}", ROOT / "pipeline" / f"{script}.py")
+    argv = stage_argv(script) if argv is None else argv
     err = io.StringIO()
     cwd = Path.cwd()
     try:

@@ -95,7 +95,7 @@ def rerun_stages(dvc: dict) -> dict[str, list[str]]:
     """``section`` or ``section.key`` -> the stages whose ``params:`` list names it, in order."""
     stages: dict[str, list[str]] = {}
     for name, spec in dvc["stages"].items():
-        for entry in spec.get("params", []):
+        for entry in spec.get("do", spec).get("params", []):  # a foreach stage: its do
             stages.setdefault(entry, []).append(name)
     return stages
 

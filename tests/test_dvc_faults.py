@@ -23,13 +23,20 @@ _spec = importlib.util.spec_from_file_location("genduel_test_e2e", ROOT / "tests
 E2E = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(E2E)  # the tests are not a package: tests/test_e2e.py by path
 OVERRIDES, make_tiny_repo, run = E2E.OVERRIDES, E2E.make_tiny_repo, E2E.run
+_spec = importlib.util.spec_from_file_location("genduel_faults_fixture",
+                                               ROOT / "tests/faults_fixture.py")
+FAULTS = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(FAULTS)  # stage_argv: a stage's arguments in dvc.yaml, seed 0
 
-#: Enough steps to kill the VAE mid-run (4 epochs of 4 steps), a save after every step.
+#: Enough steps to kill the VAE mid-run (4 epochs of 4 steps), a save after every step; one
+#: training seed, so `dvc repro train_vae` runs the one stage train_vae@0.
 VAE_RUN = {**OVERRIDES, "vae": {"epochs": 4, "log_every": 2},
-           "runtime": {"checkpoint_every_s": 0.01}}
+           "runtime": {**E2E.ONE_SEED, "checkpoint_every_s": 0.01}}
+STAGE = "train_vae@0"
 #: What `dvc repro train_vae` produces (and prepare's output, upstream of it).
-OUTPUTS = ("data/params.ok", "data/prepared", "models/vae.pt", "artifacts/train_vae",
-           "metrics/train_vae.json", "runs/train_vae.json")
+OUTPUTS = ("data/params.ok", "data/prepared", "models/seeds/0/vae.pt",
+           "artifacts/seeds/0/train_vae", "metrics/seeds/0/train_vae.json",
+           "runs/seeds/0/train_vae.json")
 
 
 def _digest(repo: Path) -> dict[str, str]:
@@ -132,7 +139,7 @@ def test_a_kill_after_publishing_before_dvc_recorded_it_costs_no_training(traine
     repo, env = trained
     before, lock_text = _digest(repo), (repo / "dvc.lock").read_text()
     lock = yaml.safe_load(lock_text)
-    del lock["stages"]["train_vae"]  # DVC never recorded the stage's (first) run
+    del lock["stages"][STAGE]  # DVC never recorded the stage's (first) run
     (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("e2e").experiment_id
@@ -141,11 +148,12 @@ def test_a_kill_after_publishing_before_dvc_recorded_it_costs_no_training(traine
     # instead of running the stage; after a first run that was killed it has none
     out = run(["dvc", "repro", "--no-run-cache", "train_vae"], repo, env)
     log = out.stderr + out.stdout
-    assert "Running stage 'train_vae'" in log
-    assert "publishing them again instead of training" in log
+    assert f"Running stage '{STAGE}'" in log
+    assert f"{STAGE} was trained with these params, inputs and code already" in log
+    assert "publishing those outputs instead of training" in log
     assert "vae epoch" not in log and "resuming" not in log  # not one step trained
     assert _digest(repo) == before  # the run record too: the finished run's own bytes
-    assert _lock_md5(repo, "train_vae") == _lock_md5_of(lock_text, "train_vae")
+    assert _lock_md5(repo, STAGE) == _lock_md5_of(lock_text, STAGE)
     assert len(client.search_runs([exp])) == runs  # no MLflow run: the finished one stands
 
 
@@ -155,15 +163,15 @@ def _lock_md5_of(text: str, stage: str) -> dict[str, str]:
 
 
 def _state_files(repo: Path) -> list[Path]:
-    return sorted((repo / ".genduel" / "work").glob("train_vae-*/resume/state.pt"))
+    return sorted((repo / ".genduel" / "work").glob(f"{STAGE}-*/resume/state.pt"))
 
 
 def test_kill_9_mid_training_then_dvc_repro_continues_to_the_same_bytes(trained):
     import mlflow
 
     repo, env = trained
-    lock_before, files_before = _lock_md5(repo, "train_vae"), _digest(repo)
-    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train_vae"], cwd=repo, env=env,
+    lock_before, files_before = _lock_md5(repo, STAGE), _digest(repo)
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", STAGE], cwd=repo, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 120
@@ -177,15 +185,15 @@ def test_kill_9_mid_training_then_dvc_repro_continues_to_the_same_bytes(trained)
         os.kill(int(pid), signal.SIGKILL)
     proc.wait(timeout=60)
     assert proc.returncode != 0
-    assert not (repo / "models" / "vae.pt").exists()  # DVC deleted it: only the state is left
-    run_id = next((repo / ".genduel" / "work").glob("train_vae-*/mlflow_run_id")).read_text()
+    assert not (repo / "models/seeds/0/vae.pt").exists()  # DVC deleted it: only the state left
+    run_id = next((repo / ".genduel" / "work").glob(f"{STAGE}-*/mlflow_run_id")).read_text()
 
     # -f: these params did complete before (the fixture), so a plain `dvc repro` would check the
     # cached outputs out instead of running the stage; after a first run killed it runs it.
-    out = run(["dvc", "repro", "-f", "-s", "train_vae"], repo, env)
+    out = run(["dvc", "repro", "-f", "-s", STAGE], repo, env)
     assert "resuming from the state saved at step" in out.stderr + out.stdout
     stable = lambda md5s: {k: v for k, v in md5s.items() if not k.startswith("runs/")}  # noqa: E731
-    assert stable(_lock_md5(repo, "train_vae")) == stable(lock_before)  # DVC's hashes: the same
+    assert stable(_lock_md5(repo, STAGE)) == stable(lock_before)  # DVC's hashes: the same
     after = _digest(repo)
     assert {k: v for k, v in after.items() if "runs/" not in k} == \
         {k: v for k, v in files_before.items() if "runs/" not in k}
@@ -203,7 +211,7 @@ def test_a_signal_saves_state_leaves_outputs_and_marks_the_run_killed(trained, s
 
     repo, env = trained
     before = _digest(repo)
-    cmd = ["python", "pipeline/train_vae.py"]
+    cmd = ["python", "pipeline/train_vae.py", *FAULTS.stage_argv("train_vae")]  # dvc.yaml's
     proc = subprocess.Popen(cmd, cwd=repo, env={**env, "PYTHONPATH": "src"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -213,10 +221,10 @@ def test_a_signal_saves_state_leaves_outputs_and_marks_the_run_killed(trained, s
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 128 + sig
     ours = [line for line in err.splitlines() if line.startswith("genduel ")]
-    assert ours == [f"genduel train_vae: interrupted by {sig.name}; its outputs are unchanged, "
+    assert ours == [f"genduel {STAGE}: interrupted by {sig.name}; its outputs are unchanged, "
                     "it continues from its saved state when run again"], err
     assert "Traceback" not in err and _digest(repo) == before  # nothing published
-    run_id = next((repo / ".genduel" / "work").glob("train_vae-*/mlflow_run_id")).read_text()
+    run_id = next((repo / ".genduel" / "work").glob(f"{STAGE}-*/mlflow_run_id")).read_text()
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     assert client.get_run(run_id).info.status == "KILLED"
     done = subprocess.run(cmd, cwd=repo, env={**env, "PYTHONPATH": "src"}, capture_output=True,

@@ -42,6 +42,9 @@ def _faults():
 
 FAULTS = _faults()
 tiny_pipeline, fresh_repo = FAULTS.tiny_pipeline, FAULTS.fresh_repo
+#: Training seed 0's folders (dvc.yaml's per-seed stages; the judge and data are not per seed).
+MODELS, METRICS, EVAL, ARTIFACTS, RUNS = (FAULTS.MODELS, FAULTS.METRICS, FAULTS.EVAL,
+                                          FAULTS.ARTIFACTS, FAULTS.RUNS)
 
 
 # ----------------------------------------------------------------------------- damage
@@ -159,52 +162,58 @@ CASES = [
     Case("raw-wrong-count", "prepare", fewer_labels, "train-labels-idx1-ubyte"),
     Case("prepare-disk-full", "prepare", None, "no space left on device"),
     # gan_init: the VAE checkpoint
-    Case("vae-missing-for-init", "gan_init", init_from_vae(delete("models/vae.pt")),
-         "models/vae.pt"),
-    Case("vae-truncated-for-init", "gan_init", init_from_vae(truncate("models/vae.pt")),
-         "models/vae.pt"),
+    Case("vae-missing-for-init", "gan_init", init_from_vae(delete(f"{MODELS}/vae.pt")),
+         f"{MODELS}/vae.pt"),
+    Case("vae-truncated-for-init", "gan_init", init_from_vae(truncate(f"{MODELS}/vae.pt")),
+         f"{MODELS}/vae.pt"),
     Case("gan-init-disk-full", "gan_init", None, "no space left on device"),
     # evaluate: checkpoints, splits, train_gan's artifacts, inception weights
     Case("judge-truncated", "evaluate", truncate("models/judge.pt"), "models/judge.pt"),
-    Case("gan-missing", "evaluate", delete("models/gan.pt"), "models/gan.pt"),
-    Case("vae-wrong-kind", "evaluate", copy_over("models/judge.pt", "models/vae.pt"),
-         "models/vae.pt"),
+    Case("gan-missing", "evaluate", delete(f"{MODELS}/gan.pt"), f"{MODELS}/gan.pt"),
+    Case("vae-wrong-kind", "evaluate", copy_over("models/judge.pt", f"{MODELS}/vae.pt"),
+         f"{MODELS}/vae.pt"),
     Case("split-truncated", "evaluate", truncate("data/prepared/test.pt"),
          "data/prepared/test.pt"),
     Case("epoch-samples-truncated", "evaluate",
-         truncate("artifacts/train_gan/epoch_samples.pt"), "epoch_samples.pt"),
-    Case("epochs-csv-partial-row", "evaluate", partial_last_row("artifacts/train_gan/epochs.csv"),
-         "artifacts/train_gan/epochs.csv"),
+         truncate(f"{ARTIFACTS}/train_gan/epoch_samples.pt"), "epoch_samples.pt"),
+    Case("epochs-csv-partial-row", "evaluate",
+         partial_last_row(f"{ARTIFACTS}/train_gan/epochs.csv"),
+         f"{ARTIFACTS}/train_gan/epochs.csv"),
     Case("epochs-csv-missing-column", "evaluate",
-         drop_column("artifacts/train_gan/epochs.csv", "d_acc"), "artifacts/train_gan/epochs.csv"),
+         drop_column(f"{ARTIFACTS}/train_gan/epochs.csv", "d_acc"),
+         f"{ARTIFACTS}/train_gan/epochs.csv"),
     Case("inception-weights-missing", "evaluate", inception("weights/nope.pt", None), "nope.pt"),
     Case("inception-weights-garbage", "evaluate", inception("inception.pt", b"not torch"),
          "inception.pt"),
     Case("evaluate-disk-full", "evaluate", None, "no space left on device"),
-    # report: metrics JSON, details, manifest, PNG grids, CSV histories, features, diagnostics
-    Case("eval-json-truncated", "report", truncate("metrics/eval_gan.json"),
-         "metrics/eval_gan.json"),
-    Case("eval-json-not-an-object", "report", write("metrics/eval_vae.json", "[1, 2]"),
-         "metrics/eval_vae.json"),
-    Case("eval-json-missing-key", "report", drop_key("metrics/eval_real.json", "fid"),
-         "metrics/eval_real.json"),
-    Case("train-json-truncated", "report", truncate("metrics/train_gan.json"),
-         "metrics/train_gan.json"),
-    Case("details-missing", "report", delete("eval/details_vae.json"), "eval/details_vae.json"),
+    # report: each seed's metrics JSON (the evaluate stages'; the report writes the gathered
+    # metrics/eval_*.json), details, manifest, PNG grids, CSV histories, features, diagnostics
+    Case("eval-json-truncated", "report", truncate(f"{METRICS}/eval_gan.json"),
+         f"{METRICS}/eval_gan.json"),
+    Case("eval-json-not-an-object", "report", write(f"{METRICS}/eval_vae.json", "[1, 2]"),
+         f"{METRICS}/eval_vae.json"),
+    Case("eval-json-missing-key", "report", drop_key(f"{METRICS}/eval_real.json", "fid"),
+         f"{METRICS}/eval_real.json"),
+    Case("train-json-truncated", "report", truncate(f"{METRICS}/train_gan.json"),
+         f"{METRICS}/train_gan.json"),
+    Case("judge-json-truncated", "report", truncate("metrics/judge.json"), "metrics/judge.json"),
+    Case("details-missing", "report", delete(f"{EVAL}/details_vae.json"),
+         f"{EVAL}/details_vae.json"),
     Case("manifest-truncated", "report", truncate("data/prepared/manifest.json"),
          "data/prepared/manifest.json"),
-    Case("sample-grid-truncated", "report", truncate("eval/samples_gan.png"),
-         "eval/samples_gan.png"),
+    Case("sample-grid-truncated", "report", truncate(f"{EVAL}/samples_gan.png"),
+         f"{EVAL}/samples_gan.png"),
     Case("real-grid-truncated", "report", truncate("data/prepared/real_grid.png", 0.8),
          "data/prepared/real_grid.png"),
     Case("epoch-grid-truncated", "report",
-         truncate("artifacts/train_gan/grids/samples_epoch001.png"), "samples_epoch001.png"),
+         truncate(f"{ARTIFACTS}/train_gan/grids/samples_epoch001.png"), "samples_epoch001.png"),
     Case("history-csv-partial-row", "report",
-         partial_last_row("artifacts/train_vae/history.csv"), "artifacts/train_vae/history.csv"),
-    Case("features-truncated", "report", truncate("eval/features_vae.npz"),
-         "eval/features_vae.npz"),
-    Case("diagnostics-partial-row", "report", partial_last_row("eval/gan_diagnostics.csv"),
-         "eval/gan_diagnostics.csv"),
+         partial_last_row(f"{ARTIFACTS}/train_vae/history.csv"),
+         f"{ARTIFACTS}/train_vae/history.csv"),
+    Case("features-truncated", "report", truncate(f"{EVAL}/features_vae.npz"),
+         f"{EVAL}/features_vae.npz"),
+    Case("diagnostics-partial-row", "report", partial_last_row(f"{EVAL}/gan_diagnostics.csv"),
+         f"{EVAL}/gan_diagnostics.csv"),
     Case("report-disk-full", "report", None, "no space left on device"),
 ]
 
@@ -218,7 +227,7 @@ def assert_one_line_and_nothing_changed(repo: Path, stage: str, names: str,
     assert len(lines) == 1 and names in lines[0], err[-3000:]
     assert "Traceback" not in err
     assert FAULTS.snapshot(repo) == before  # no output changed, none half-written, no .tmp
-    assert not (repo / ".genduel" / "work" / stage).exists()
+    assert not (repo / ".genduel" / "work" / FAULTS.stage_name(stage)).exists()
     return lines[0]
 
 
@@ -230,7 +239,7 @@ def test_bad_input_is_one_line_and_leaves_every_output_as_it_was(case, fresh_rep
         case.damage(fresh_repo)
     line = assert_one_line_and_nothing_changed(fresh_repo, case.stage, case.names,
                                                FAULTS.snapshot(fresh_repo))
-    assert f"genduel {case.stage}: error: " in line
+    assert f"genduel {FAULTS.stage_name(case.stage)}: error: " in line  # evaluate@0: dvc's
     if case.damage is None:
         assert "free space and re-run" in line
 
@@ -242,7 +251,7 @@ def test_evaluate_interrupted_says_it_starts_over_and_leaves_every_output(fresh_
     from genduel.errors import Interrupted
     from genduel.evaluate import run as evaluate_run
 
-    def sigterm_midway(cfg, inputs, device, out_dir):
+    def sigterm_midway(cfg, inputs, device, out_dir, phases=None):
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "features_vae.npz").write_bytes(b"half of it")
         raise Interrupted(signal.SIGTERM)
@@ -252,10 +261,10 @@ def test_evaluate_interrupted_says_it_starts_over_and_leaves_every_output(fresh_
     code, err = FAULTS.run_stage_in(fresh_repo, "evaluate")
     assert code == 143
     assert [line for line in err.splitlines() if line.startswith("genduel ")] == [
-        "genduel evaluate: interrupted by SIGTERM; its outputs are unchanged, evaluate starts "
-        "over when run again (it keeps no partial work)"], err[-3000:]
+        "genduel evaluate@0: interrupted by SIGTERM; its outputs are unchanged, evaluate@0 "
+        "starts over when run again (it keeps no partial work)"], err[-3000:]
     assert FAULTS.snapshot(fresh_repo) == before  # the previous evaluation, as it was
-    assert not (fresh_repo / ".genduel" / "work" / "evaluate").exists()  # nothing kept
+    assert not (fresh_repo / ".genduel" / "work" / "evaluate@0").exists()  # nothing kept
 
 
 def test_partial_raw_dir_names_the_missing_files_and_both_ways_out(fresh_repo):
@@ -372,13 +381,13 @@ def test_num_samples_beyond_the_splits_is_clamped_with_a_warning(caplog):
 
 
 def test_evaluate_records_its_run_and_reads_the_training_runs_from_run_records(tiny_pipeline):
-    runs = {s: json.loads((tiny_pipeline / "runs" / f"{s}.json").read_text())
+    runs = {s: json.loads((tiny_pipeline / RUNS / f"{s}.json").read_text())
             for s in ("train_vae", "fit_prior", "train_gan", "evaluate")}
     assert runs["evaluate"]["training_run_ids"] == {
         m: runs[stage]["mlflow_run_id"]
         for m, stage in (("vae", "train_vae"), ("vae_prior", "fit_prior"), ("gan", "train_gan"))}
     assert len(runs["evaluate"]["mlflow_run_id"]) == 32 and runs["evaluate"]["machine"]["cpu"]
-    details = json.loads((tiny_pipeline / "eval" / "details_vae.json").read_text())
+    details = json.loads((tiny_pipeline / EVAL / "details_vae.json").read_text())
     assert "mlflow_run_id" not in details  # volatile: only in runs/*.json
     proto = details["protocol"]
     assert proto["reference_images"] == proto["num_samples"] == 200

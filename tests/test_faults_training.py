@@ -39,8 +39,8 @@ CASES = [  # (id, stage, damage, what the one line must say)
      "data/prepared/train.pt"),
     ("judge-val-split-missing", "judge", BATTERY.delete("data/prepared/val.pt"),
      "data/prepared/val.pt"),
-    ("gan-init-truncated", "train_gan", BATTERY.truncate("models/gan_init.pt"),
-     "models/gan_init.pt"),
+    ("gan-init-truncated", "train_gan", BATTERY.truncate(f"{FAULTS.MODELS}/gan_init.pt"),
+     f"{FAULTS.MODELS}/gan_init.pt"),
     ("vae-nan-param", "train_vae", params(vae={"beta": float("nan")}), "not a finite number"),
     ("judge-disk-full", "judge", None, "no space left on device"),
     ("gan-mlflow-db-garbage", "train_gan",
@@ -59,6 +59,8 @@ def test_training_fault_is_one_line_and_leaves_every_output(case, fresh_repo, mo
     code, err = FAULTS.run_stage_in(fresh_repo, stage)
     lines = [line for line in err.splitlines() if "error:" in line]
     assert code == 2, err[-3000:]
-    assert len(lines) == 1 and lines[0].startswith(f"genduel {stage}: error: "), err[-3000:]
+    # train_vae@0: a per-seed stage speaks under its DVC name, the judge under its own
+    assert len(lines) == 1 and lines[0].startswith(
+        f"genduel {FAULTS.stage_name(stage)}: error: "), err[-3000:]
     assert says in lines[0] and "Traceback" not in err
     assert FAULTS.snapshot(fresh_repo) == before  # the trained model and all else: untouched

@@ -13,9 +13,10 @@ SRC = ROOT / "src"
 
 #: Layers from the bottom up: a module may import its own package and lower layers only.
 LAYERS = (
-    ("genduel.errors",),
+    ("genduel.errors", "genduel.dvcyaml"),  # dvcyaml: dvc.yaml expanded, no genduel import
     ("genduel.config", "genduel.interrupts", "genduel.io", "genduel.timings"),
     ("genduel.runtime", "genduel.checkpoint", "genduel.provenance", "genduel.workdir"),
+    ("genduel.seedpool",),  # starts the next seeds' stage commands in workdir's root
     ("genduel.data", "genduel.metrics"),
     ("genduel.models", "genduel.tracking"),
     ("genduel.train",),

@@ -17,10 +17,12 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["prepare", "judge", "train_vae", "gan_init", "train_gan", "evaluate", "report"]
+#: The stages of a one-seed pipeline (runtime.seeds: [0]): the per-seed ones are <stage>@0.
+STAGES = ["prepare", "judge", "train_vae@0", "fit_prior@0", "gan_init@0", "train_gan@0",
+          "evaluate@0", "report"]
 #: What ``dvc pull`` must bring to clone B, exactly as clone A wrote it.
-PULLED = ["models/judge.pt", "models/vae.pt", "models/gan.pt", "eval", "reports",
-          "artifacts/train_gan", "data/prepared", "data/raw"]
+PULLED = ["models/judge.pt", "models/seeds/0/vae.pt", "models/seeds/0/gan.pt", "eval",
+          "reports", "artifacts/seeds/0/train_gan", "data/prepared", "data/raw"]
 #: Smaller still than test_e2e's budget: what this test checks does not depend on the numbers.
 SMALLER_EVAL = {"parzen_samples": 200, "parzen_val_images": 100, "parzen_test_images": 100,
                 "probe_train_images": 200, "memorization_samples": 200}
@@ -69,7 +71,8 @@ def shared(tmp_path_factory) -> dict:
     ``shared-exp``; clone B is a fresh clone that has done nothing yet."""
     tmp = tmp_path_factory.mktemp("sharing")
     seed, origin, storage = tmp / "seed", tmp / "origin.git", tmp / "storage"
-    overrides = {**E2E.OVERRIDES, "gan": {**E2E.OVERRIDES["gan"], "diag_samples": 200},
+    overrides = {**E2E.OVERRIDES, "runtime": E2E.ONE_SEED,
+                 "gan": {**E2E.OVERRIDES["gan"], "diag_samples": 200},
                  "eval": {**E2E.OVERRIDES["eval"], **SMALLER_EVAL},
                  "tracking": {"experiment": "shared", "log_models": False}}
     env = {**E2E.make_tiny_repo(seed, overrides), **GIT_ID}
@@ -109,8 +112,9 @@ def test_clone_b_pulls_sees_applies_and_gets_the_outputs_without_training(shared
     names = {e.get("name") for e in exps}
     assert "shared-exp" in names, names
     data = next(e for e in exps if e["name"] == "shared-exp")["revs"][0]["data"]
-    eval_gan = json.loads((a / "metrics/eval_gan.json").read_text())
-    assert data["metrics"]["metrics/eval_gan.json"]["data"]["fid"] == eval_gan["fid"]
+    for rel in ("metrics/eval_gan.json", "metrics/seeds/0/eval_gan.json"):  # report's, seed's
+        eval_gan = json.loads((a / rel).read_text())
+        assert data["metrics"][rel]["data"]["fid"] == eval_gan["fid"]
     assert data["params"]["params.yaml"]["data"]["gan"]["lr_g"] == 0.0003
 
     run(b, "dvc", "exp", "apply", "shared-exp")

@@ -98,6 +98,9 @@ def test_main_writes_the_image_and_the_table(tmp_path, capsys):
     assert main(argv) == 0
     assert Image.open(image).size[0] > 4 * 8
     assert "| FID (judge) | lower | 324.4 ± 0.3 |" in readme.read_text()
-    (outputs / "eval" / "samples_gan.png").unlink()
+    gan_grid = dict(PANELS)["GAN"]
+    assert gan_grid == "eval/seeds/0/samples_gan.png"  # training seed 0's evaluate writes it
+    (outputs / gan_grid).unlink()
     assert main(argv) == 2
-    assert capsys.readouterr().err.startswith("genduel headline: error: ")
+    err = capsys.readouterr().err
+    assert err.startswith("genduel headline: error: ") and gan_grid in err

@@ -28,8 +28,6 @@ import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = {"prepare", "judge", "train_vae", "fit_prior", "gan_init", "train_gan", "evaluate",
-          "report"}
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +43,11 @@ def _e2e_helpers():
 
 
 E2E = _e2e_helpers()
+#: Each stage's MLflow run name in a one-seed pipeline (runtime.seeds: [0]): a per-seed stage's
+#: is its DVC name, <stage>@0.
+RUN = {s: f"{s}@0" if s in E2E.PER_SEED else s
+       for s in ("prepare", "judge", *E2E.PER_SEED, "report")}
+STAGES = set(RUN.values())
 
 
 def _free_port() -> int:
@@ -115,10 +118,14 @@ def pipeline(server, tmp_path_factory) -> dict:
     """Two pipeline runs against ``server``: clone A's default, then clone B's with another
     gan.lr_g."""
     repo = tmp_path_factory.mktemp("live") / "repo"
-    overrides = {**E2E.OVERRIDES, "tracking": {"uri": server, "experiment": "live"}}
+    overrides = {**E2E.OVERRIDES, "runtime": E2E.ONE_SEED,
+                 "tracking": {"uri": server, "experiment": "live"}}
     env = E2E.make_tiny_repo(repo, overrides)
     E2E.run(["dvc", "repro"], repo, env)
-    first = {p.name: json.loads(p.read_text()) for p in (repo / "metrics").glob("*.json")}
+    # the numbers the stage runs logged: the judge's, and seed 0's training and evaluation
+    first = {p.name: json.loads(p.read_text()) for p in
+             [repo / "metrics/judge.json", *(repo / "metrics/seeds/0").glob("*.json")]}
+    gathered = json.loads((repo / "metrics/eval_gan.json").read_text())  # the report's
     timings = [json.loads(line) for line in
                (repo / ".dvc/tmp/genduel-timings.jsonl").read_text().splitlines()]
     clone = _second_clone(repo, env)
@@ -127,7 +134,7 @@ def pipeline(server, tmp_path_factory) -> dict:
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     second = E2E.run(["dvc", "repro"], clone, env).stdout
     return {"repo": repo, "clones": (repo, clone), "url": server, "metrics": first,
-            "timings": timings,
+            "gathered_gan": gathered, "timings": timings,
             "second_ran": {s for s in STAGES if f"Running stage '{s}'" in second}}
 
 
@@ -148,7 +155,7 @@ def ui(pipeline):
                      key=lambda r: r.info.start_time)
     children = [nested(p.info.run_id) for p in parents]
     for stages in children:
-        stages.update(nested(stages["evaluate"].info.run_id))
+        stages.update(nested(stages[RUN["evaluate"]].info.run_id))
     return client, exp, parents, children
 
 
@@ -158,17 +165,20 @@ def test_one_parent_per_pipeline_run_holds_its_stage_runs(pipeline, ui):
     rows = {f"evaluate/{r}" for r in ("vae", "vae_prior", "gan", "real", "class_gaussians",
                                       "pixel_gaussian")}
     assert set(children[0]) == STAGES | rows  # rows nest one level down, under evaluate
-    assert pipeline["second_ran"] == {"train_gan", "evaluate", "report"}
+    assert pipeline["second_ran"] == {RUN["train_gan"], RUN["evaluate"], "report"}
     assert set(children[1]) == pipeline["second_ran"] | rows  # cached stages have no run
     first = parents[0]
     commit = first.data.tags["mlflow.source.git.commit"]
     assert first.info.run_name == f"workspace@{commit[:7]}" and not commit.endswith("-dirty")
     assert first.data.params["vae.epochs"] == "1" and first.data.params["gan.lr_g"] == "0.0016"
     assert parents[1].data.params["gan.lr_g"] == "0.0003"
+    # the report's numbers over the seeds (here one) on the parent
+    assert first.data.metrics["gan.seeds"] == 1
+    assert first.data.metrics["gan.fid"] == pytest.approx(pipeline["gathered_gan"]["fid"])
     for run in children[0].values():
         assert run.info.status == "FINISHED"
         assert run.info.end_time <= first.info.end_time
-        stage = run.info.run_name.split("/")[0]
+        stage = run.info.run_name.split("/")[0].split("@")[0]  # evaluate/gan, train_vae@0
         assert run.data.tags["mlflow.source.name"] == f"pipeline/{stage}.py"
     assert "One parent run per pipeline run" in exp.tags["mlflow.note.content"]
 
@@ -176,8 +186,8 @@ def test_one_parent_per_pipeline_run_holds_its_stage_runs(pipeline, ui):
 def test_training_runs_last_their_own_stage_not_the_evaluation(pipeline, ui):
     client, _, _, children = ui
     seconds = {t["stage"]: t["seconds"] for t in pipeline["timings"]}
-    evaluate = children[0]["evaluate"]
-    for stage in ("judge", "train_vae", "train_gan"):
+    evaluate = children[0][RUN["evaluate"]]
+    for stage in (RUN[s] for s in ("judge", "train_vae", "train_gan")):
         run = client.get_run(children[0][stage].info.run_id)
         assert run.info.end_time <= evaluate.info.start_time
         assert (run.info.end_time - run.info.start_time) / 1000 <= seconds[stage] + 0.1
@@ -190,7 +200,7 @@ def test_inputs_name_the_splits_by_their_manifest_digests(pipeline, ui):
                 "train_vae": {"train", "val"}, "train_gan": {"train"},
                 "evaluate": {"train", "val", "test"}}
     for stage, names in expected.items():
-        inputs = client.get_run(children[0][stage].info.run_id).inputs.dataset_inputs
+        inputs = client.get_run(children[0][RUN[stage]].info.run_id).inputs.dataset_inputs
         got = {i.dataset.name.rsplit("/", 1)[1]: i.dataset.digest for i in inputs}
         assert got == {s: splits[s]["sha256"][:16] for s in names}, stage
 
@@ -208,7 +218,7 @@ def test_models_are_named_signed_linked_and_load_back(pipeline, ui):
     assert len(found["models"]) == 5
     generators = {m["info"]["source_run_id"]: m["info"]["model_id"] for m in found["models"]
                   if m["info"]["name"] == "generator"}
-    assert set(generators) == {stages["train_gan"].info.run_id for stages in children}
+    assert set(generators) == {stages[RUN["train_gan"]].info.run_id for stages in children}
     mlflow.set_tracking_uri(pipeline["url"])
     for name, model in models.items():
         info = mlflow.models.get_model_info(f"models:/{model['info']['model_id']}")
@@ -238,8 +248,8 @@ def test_both_clones_artifacts_come_back_byte_for_byte(pipeline, ui):
 
     _, _, _, children = ui
     for clone, stages in zip(pipeline["clones"], children, strict=True):
-        run_id = stages["train_gan"].info.run_id
-        local = sorted((clone / "artifacts/train_gan/grids").glob("*.png"))
+        run_id = stages[RUN["train_gan"]].info.run_id
+        local = sorted((clone / "artifacts/seeds/0/train_gan/grids").glob("*.png"))
         assert local, clone.name
         for path in local:  # the epoch grids, logged under grids/
             got = mlflow.artifacts.download_artifacts(
@@ -249,7 +259,7 @@ def test_both_clones_artifacts_come_back_byte_for_byte(pipeline, ui):
 
 def test_shared_params_line_the_model_runs_up(ui):
     _, _, _, children = ui
-    params = {s: children[0][s].data.params for s in ("judge", "train_vae", "train_gan")}
+    params = {s: children[0][RUN[s]].data.params for s in ("judge", "train_vae", "train_gan")}
     for shared, section in (("train.epochs", "epochs"), ("train.batch_size", "batch_size"),
                             ("model.width", "width")):
         for stage, prefix in (("judge", "judge"), ("train_vae", "vae"), ("train_gan", "gan")):
@@ -262,13 +272,13 @@ def test_one_name_per_quantity_and_the_json_values(pipeline, ui):
     client, _, _, children = ui
     first = children[0]
     for stage in ("judge", "train_vae", "train_gan"):
-        metrics = first[stage].data.metrics
+        metrics = first[RUN[stage]].data.metrics
         assert not [k for k in metrics if k.startswith(("val/", "test/", "epoch/"))], stage
         assert "epoch" not in metrics
         for key, value in pipeline["metrics"][f"{stage}.json"].items():
             if key != "mlflow_run_id":  # the JSON's names, with its values
                 assert metrics[key] == pytest.approx(value, nan_ok=True), (stage, key)
-    history = client.get_metric_history(first["train_vae"].info.run_id, "val_elbo_nats")
+    history = client.get_metric_history(first[RUN["train_vae"]].info.run_id, "val_elbo_nats")
     assert len(history) == 1  # one epoch: the summary did not add a second point
     for row in ("vae", "gan", "real"):
         numbers = {k: v for k, v in first[f"evaluate/{row}"].data.metrics.items()
@@ -277,16 +287,16 @@ def test_one_name_per_quantity_and_the_json_values(pipeline, ui):
     gan_row = first["evaluate/gan"].data.metrics
     assert {k for k in gan_row if k.startswith("diag/")} == {
         "diag/classes_covered", "diag/classes_well_covered", "diag/class_kl_to_uniform_nats"}
-    assert first["evaluate"].data.metrics == {}  # no second name for a row's numbers
-    diag = client.get_metric_history(first["train_gan"].info.run_id, "diag/classes_covered")
-    assert len(diag) == 1 and "diag/d_acc" not in first["train_gan"].data.metrics
+    assert first[RUN["evaluate"]].data.metrics == {}  # no second name for a row's numbers
+    diag = client.get_metric_history(first[RUN["train_gan"]].info.run_id, "diag/classes_covered")
+    assert len(diag) == 1 and "diag/d_acc" not in first[RUN["train_gan"]].data.metrics
 
 
 def test_a_cached_vae_keeps_its_one_evaluation(ui):
     client, _, _, children = ui
-    train_vae = children[0]["train_vae"].info.run_id
+    train_vae = children[0][RUN["train_vae"]].info.run_id
     assert len(client.get_metric_history(train_vae, "fid")) == 1  # the second repro added none
-    assert client.get_run(children[1]["train_gan"].info.run_id).data.metrics["fid"] > 0
+    assert client.get_run(children[1][RUN["train_gan"]].info.run_id).data.metrics["fid"] > 0
 
 
 def test_nothing_went_to_a_local_store(pipeline):

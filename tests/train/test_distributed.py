@@ -279,12 +279,13 @@ def test_the_launcher_line_says_how_a_rank_ended(exitcode, line) -> None:
 # ----------------------------------------------------------------- the stage launcher
 @pytest.mark.e2e  # torchrun workers
 def test_a_stage_with_two_processes_relaunches_itself_under_torchrun(tmp_path) -> None:
-    """``python pipeline/train_vae.py`` with runtime.nproc_per_node = 2: one checkpoint, one
-    MLflow stage run with world_size 2, the metrics JSON naming it."""
+    """``python pipeline/train_vae.py --seed 1`` (dvc.yaml's train_vae@1) with
+    runtime.nproc_per_node = 2: one checkpoint, one MLflow stage run with world_size 2 and the
+    seed (vae.seed + 1) that every worker trained with, the run record naming it."""
     from mlflow import MlflowClient
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["runtime"].update(dataclasses.asdict(RT))
+    params["runtime"].update({**dataclasses.asdict(RT), "seeds": [0, 1]})
     params["vae"].update({k: v for k, v in dataclasses.asdict(VAE_CFG).items()
                           if k in ("latent_dim", "width", "batch_size", "epochs", "log_every",
                                    "grid_images")})
@@ -302,20 +303,24 @@ def test_a_stage_with_two_processes_relaunches_itself_under_torchrun(tmp_path) -
     prepare(DataConfig(val_size=16, verify_checksums=False, allow_download=False), raw,
             tmp_path / "data")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    out = subprocess.run([sys.executable, str(ROOT / "pipeline" / "train_vae.py"), "--data",
-                          "data", "--checkpoint", "models/vae.pt", "--artifacts", "art",
-                          "--metrics", "metrics.json"], cwd=tmp_path, env=env, text=True,
+    out = subprocess.run([sys.executable, str(ROOT / "pipeline" / "train_vae.py"), "--seed", "1",
+                          "--data", "data", "--checkpoint", "models/seeds/1/vae.pt",
+                          "--artifacts", "art", "--metrics", "metrics.json",
+                          "--runs-dir", "runs/seeds/1"], cwd=tmp_path, env=env, text=True,
                          capture_output=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["vae.pt"]
-    assert torch.load(tmp_path / "models" / "vae.pt", weights_only=True)["step"] == 64 // 16
-    run_id = json.loads((tmp_path / "runs" / "train_vae.json").read_text())["mlflow_run_id"]
+    assert sorted(p.name for p in (tmp_path / "models" / "seeds" / "1").iterdir()) == ["vae.pt"]
+    ckpt = torch.load(tmp_path / "models/seeds/1/vae.pt", weights_only=True)
+    assert ckpt["step"] == 64 // 16
+    run_id = json.loads((tmp_path / "runs/seeds/1/train_vae.json").read_text())["mlflow_run_id"]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("ddp").experiment_id
     runs = client.search_runs([exp], "tags.`genduel.stage` = 'train_vae'")
     assert [r.info.run_id for r in runs] == [run_id]
+    assert runs[0].info.run_name == "train_vae@1" and runs[0].data.tags["genduel.seed"] == "1"
     assert runs[0].data.params["world_size"] == "2"
     assert runs[0].data.params["runtime.nproc_per_node"] == "2"
+    assert runs[0].data.params["vae.seed"] == str(params["vae"]["seed"] + 1)  # the seed's
 
 
 if __name__ == "__main__":
