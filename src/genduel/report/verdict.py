@@ -46,8 +46,10 @@ if sorted(k for keys in GROUPS.values() for k in keys) != sorted(keys_of_kind(SA
 #: run at 0deda48/afdaafa and again at a9b4a2f, issue 11): far beyond the draws' ±0.4.
 RERUN_EXAMPLE = ("GAN FID 189.8 on one host and 200.2 on another; "
                  "VAE FID 324.4 and 324.6")
-#: What retraining does to the numbers, as the one-seed caveat quotes it.
-MEASURED_SPREAD = f"the same code and seeds gave {RERUN_EXAMPLE}"
+#: What retraining does to the numbers, as the one-seed caveat quotes it: 3 training seeds of
+#: the default recipes (make repro-seeds at 020cd5e on the 2-core CPU host, docs/seeds.md).
+MEASURED_SPREAD = ("over 3 training seeds of the default recipes the std of FID was 10 × the "
+                   "draws' for the VAE with its fitted prior and 7 × for the GAN")
 #: How to get a verdict that can separate training noise: three training seeds.
 SEEDS_COMMAND = "dvc exp run -S 'runtime.seeds=[0,1,2]'"
 #: The entry of a report row that holds each seed's values (``metric -> list``); not in the
